@@ -1,0 +1,14 @@
+"""Pose networks of the Lite CSW-HRNet workbench: pure torch modules, a registry and weight-map probes."""
+from model.lite_hrnet import load_official_state_dict, local_to_official_keys
+from model.probes import run_with_probes, weight_map_modules
+from model.registry import INPUT_SIZES, build_model, model_names
+
+__all__ = [
+    "INPUT_SIZES",
+    "build_model",
+    "load_official_state_dict",
+    "local_to_official_keys",
+    "model_names",
+    "run_with_probes",
+    "weight_map_modules",
+]

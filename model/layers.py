@@ -1,0 +1,50 @@
+"""Small building blocks shared by the model families."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv2d, optional BatchNorm, optional activation; children named `conv`, `bn`, `act`.
+
+    The conv has a bias only when there is no BatchNorm (as mmcv's ConvModule, whose key layout the
+    official Lite-HRNet checkpoints use: `<name>.conv.weight`, `<name>.bn.running_mean`, ...).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        norm: bool = True,
+        act: type[nn.Module] | None = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=not norm
+        )
+        if norm:
+            self.bn = nn.BatchNorm2d(out_channels)
+        if act is not None:
+            self.act = act()
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet channel shuffle of (N, C, H, W) with C divisible by `groups`."""
+    n, c, h, w = x.shape
+    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def init_normal(module: nn.Module, std: float = 0.001) -> None:
+    """Official Lite-HRNet / HRNet initialisation: conv weights N(0, std), biases 0, BN weight 1 and bias 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
