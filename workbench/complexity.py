@@ -22,6 +22,9 @@ from math import prod
 from typing import Any
 
 import torch
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_analysis import JitModelAnalysis
+from fvcore.nn.jit_handles import batchnorm_flop_jit, get_shape
 from torch import nn
 
 Handle = Callable[[list[Any], list[Any]], int]
@@ -34,45 +37,34 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _shape(value: Any) -> list[int] | None:
-    """Shape of a traced tensor value, or None when the value is not a tensor (e.g. a missing bias)."""
-    from fvcore.nn.jit_handles import get_shape
-
-    return get_shape(value)
-
-
 def _input_elements(inputs: list[Any], outputs: list[Any]) -> int:
-    return prod(_shape(inputs[0]))
+    return prod(get_shape(inputs[0]))
 
 
 def _output_pixels(inputs: list[Any], outputs: list[Any]) -> int:
     """N x H x W of the output: torchstat counts upsampling per output pixel, not per element."""
-    shape = _shape(outputs[0])
+    shape = get_shape(outputs[0])
     return shape[0] * prod(shape[2:])
 
 
 def _conv_weight_times_output_area(inputs: list[Any], outputs: list[Any]) -> int:
     """Convention A: weight count x output H x W (x N); a stride-2 transposed conv thus counts 4x its work."""
-    out_shape = _shape(outputs[0])
-    return prod(_shape(inputs[1])) * prod(out_shape[2:]) * out_shape[0]
+    out_shape = get_shape(outputs[0])
+    return prod(get_shape(inputs[1])) * prod(out_shape[2:]) * out_shape[0]
 
 
 def _linear_weight_times_batch(inputs: list[Any], outputs: list[Any]) -> int:
-    out_shape = _shape(outputs[0])
-    return prod(out_shape) * _shape(inputs[0])[-1]
+    out_shape = get_shape(outputs[0])
+    return prod(out_shape) * get_shape(inputs[0])[-1]
 
 
 def _conv_multiply_adds_plus_bias(inputs: list[Any], outputs: list[Any]) -> int:
     """Convention B: true multiply-adds (transposed: at the input resolution) plus one add per output for a bias."""
-    x_shape, w_shape, out_shape = _shape(inputs[0]), _shape(inputs[1]), _shape(outputs[0])
+    x_shape, w_shape, out_shape = get_shape(inputs[0]), get_shape(inputs[1]), get_shape(outputs[0])
     transposed = bool(inputs[6].toIValue())
     area = prod((x_shape if transposed else out_shape)[2:])
-    bias = prod(out_shape) if _shape(inputs[2]) is not None else 0
+    bias = prod(out_shape) if get_shape(inputs[2]) is not None else 0
     return x_shape[0] * prod(w_shape) * area + bias
-
-
-def _avg_pool_handles() -> dict[str, Handle]:
-    return {"aten::avg_pool2d": _input_elements}
 
 
 CONVENTION_A_HANDLES: dict[str, Handle] = {
@@ -83,7 +75,7 @@ CONVENTION_A_HANDLES: dict[str, Handle] = {
 CONVENTION_B_HANDLES: dict[str, Handle] = {
     "aten::_convolution": _conv_multiply_adds_plus_bias,
     "aten::linear": _linear_weight_times_batch,
-    "aten::batch_norm": lambda inputs, outputs: _batch_norm(inputs, outputs),
+    "aten::batch_norm": batchnorm_flop_jit,
     "aten::relu": _input_elements,
     "aten::relu_": _input_elements,
     "aten::hardtanh": _input_elements,
@@ -96,14 +88,11 @@ CONVENTION_B_HANDLES: dict[str, Handle] = {
 
 def _analysis(model: nn.Module, input_size: tuple[int, int], handles: dict[str, Handle] | None):
     """An fvcore analysis of `model` in eval mode on one zero image; `handles` replaces fvcore's if given."""
-    from fvcore.nn import FlopCountAnalysis, JitModelAnalysis
-
     inputs = (torch.zeros(1, 3, *input_size),)
     if handles is None:
-        analysis = FlopCountAnalysis(model, inputs).set_op_handle(**_avg_pool_handles())
+        analysis = FlopCountAnalysis(model, inputs).set_op_handle("aten::avg_pool2d", _input_elements)
     else:
-        analysis = JitModelAnalysis(model, inputs)
-        analysis._op_handles = dict(handles)
+        analysis = JitModelAnalysis(model, inputs).set_op_handle(**handles)
     return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
 
 

@@ -1,0 +1,188 @@
+"""Flip test, heatmap decoding, back-projection, rescoring, OKS NMS, the single-image API and model loading."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from workbench.checkpoints import OnnxModel, load_model, load_state_dict
+from workbench.data.targets import gaussian_heatmaps
+from workbench.data.transforms import box_to_center_size, crop_matrix, hflip_matrix, transform_points
+from workbench.errors import WorkbenchError
+from workbench.inference import combine_flip, decode_heatmaps, estimate_pose, flip_back, heatmap_to_image, \
+    oks_nms, predict_heatmaps, rescore
+from workbench.keypoints import FLIP_INDEX
+
+
+class PooledColour(nn.Module):
+    """A stand-in network: 17 heatmaps from the average of the crop's colours in each 4x4 cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(4)
+        self.mix = nn.Conv2d(3, 17, 1)
+        self.input_size = (256, 192)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.pool(images))
+
+
+def _render(joints: np.ndarray, encoding: str = "standard") -> torch.Tensor:
+    heatmaps, _ = gaussian_heatmaps(joints, np.ones(len(joints), bool), (64, 48), 2.0, encoding)
+    return torch.from_numpy(heatmaps)[None]
+
+
+def test_flip_back_mirrors_swaps_and_shifts_one_column():
+    heatmaps = torch.zeros(1, 17, 64, 48)
+    heatmaps[0, 1, 10, 5] = 1.0  # left eye at column 5
+    back = flip_back(heatmaps)
+    assert back[0, 2].nonzero().tolist() == [[10, 48 - 1 - 5 + 1]]  # right eye, mirrored, one column right
+    assert flip_back(heatmaps, shift=False)[0, 2].nonzero().tolist() == [[10, 42]]
+
+
+def test_flip_test_of_a_perfect_network_lands_within_the_documented_bias():
+    joints = np.random.default_rng(0).uniform([6, 6], [42, 58], size=(17, 2)) * 4  # crop pixels, off the border
+    mirrored = transform_points(joints, hflip_matrix(192))[list(FLIP_INDEX)]
+    combined = combine_flip(_render(joints / 4, "unbiased"), _render(mirrored / 4, "unbiased"))
+    coords, _ = decode_heatmaps(combined.numpy(), "dark")
+    bias = coords[0] - joints / 4
+    np.testing.assert_allclose(bias[:, 0], 0.125, atol=0.06)  # 1/8 heatmap pixel to the right (see flip_back)
+    np.testing.assert_allclose(bias[:, 1], 0.0, atol=0.05)
+
+
+def test_standard_decoding_moves_a_quarter_pixel_towards_the_higher_neighbour():
+    heatmaps = np.zeros((1, 2, 64, 48), np.float32)
+    heatmaps[0, 0, 20, 10], heatmaps[0, 0, 20, 11], heatmaps[0, 0, 19, 10] = 1.0, 0.5, 0.2
+    heatmaps[0, 1, 0, 0] = 0.7  # a border peak is not moved
+    coords, scores = decode_heatmaps(heatmaps)
+    np.testing.assert_allclose(coords[0], [[10.25, 19.75], [0.0, 0.0]])
+    np.testing.assert_allclose(scores[0], [1.0, 0.7])
+
+
+def test_dark_decoding_recovers_sub_pixel_positions():
+    joints = np.random.default_rng(1).uniform([6, 6], [42, 58], size=(17, 2))  # clear of the border
+    coords, scores = decode_heatmaps(_render(joints, "unbiased").numpy(), "dark")
+    np.testing.assert_allclose(coords[0], joints, atol=0.03)
+    standard, _ = decode_heatmaps(_render(joints, "unbiased").numpy(), "standard")
+    assert np.abs(standard[0] - joints).mean() > 3 * np.abs(coords[0] - joints).mean()
+    with pytest.raises(WorkbenchError, match="unknown decoder"):
+        decode_heatmaps(np.zeros((1, 1, 4, 4)), "magic")
+
+
+def test_heatmap_points_map_back_through_the_inverse_crop():
+    center, size = box_to_center_size((100, 50, 60, 120), 0.75)
+    matrix = crop_matrix(center, size, (256, 192), rotation=20.0)
+    image_points = np.array([[110.0, 60.0], [150.0, 160.0]])
+    heatmap_points = transform_points(image_points, matrix) / 4
+    np.testing.assert_allclose(heatmap_to_image(heatmap_points[None], matrix[None])[0], image_points, atol=1e-9)
+
+
+def test_rescore_multiplies_the_box_score_by_the_mean_confident_joint_score():
+    joint_scores = np.array([[0.9, 0.5, 0.1, 0.0], [0.1, 0.1, 0.1, 0.1]])
+    np.testing.assert_allclose(rescore(np.array([0.5, 1.0]), joint_scores, 0.2), [0.5 * 0.7, 0.0])
+
+
+def test_oks_nms_drops_near_duplicates_and_keeps_distinct_people():
+    rng = np.random.default_rng(2)
+    person = rng.uniform(100, 200, size=(17, 2))
+    poses = np.stack([person, person + 0.5, person + 80.0])
+    keep = oks_nms(poses, np.array([0.8, 0.9, 0.7]), np.full(3, 100.0 * 100.0), threshold=0.9)
+    assert keep.tolist() == [1, 2]
+    assert oks_nms(poses, np.array([0.8, 0.9, 0.7]), np.full(3, 1e4), threshold=1.0).tolist() == [1, 0, 2]
+    assert oks_nms(np.zeros((0, 17, 2)), np.zeros(0), np.zeros(0)).tolist() == []
+
+
+def test_predict_heatmaps_averages_with_the_flipped_back_mirror():
+    model = PooledColour().eval()
+    images = torch.randn(2, 3, 256, 192)
+    with torch.no_grad():
+        expected = (model(images) + flip_back(model(images.flip(3)))) / 2
+    assert torch.allclose(predict_heatmaps(model, images, flip=True), expected)
+    assert predict_heatmaps(model, images, flip=False).shape == (2, 17, 64, 48)
+
+
+@pytest.mark.parametrize("image", [
+    np.random.default_rng(3).integers(0, 255, (300, 200, 3), dtype=np.uint8),
+    np.random.default_rng(3).integers(0, 255, (300, 200), dtype=np.uint8),
+    np.random.default_rng(3).integers(0, 255, (300, 200, 4), dtype=np.uint8),
+])
+def test_estimate_pose_on_an_array_with_and_without_a_box(image):
+    model = PooledColour().eval()
+    whole = estimate_pose(model, image)
+    assert whole.keypoints.shape == (17, 2) and whole.scores.shape == (17,) and whole.heatmaps.shape == (17, 64, 48)
+    assert whole.crop.shape == (256, 192, 3) and whole.matrix.shape == (2, 3)
+    np.testing.assert_allclose(whole.box, [0, 0, 200, 300])
+    partial = estimate_pose(model, image, box=(150, 250, 100, 100), flip=False, decode="dark")
+    center, size = box_to_center_size(partial.box, 0.75)
+    assert np.all(np.abs(partial.keypoints - center) <= size / 2 + 1e-6)
+
+
+@pytest.mark.parametrize("box, reason", [((10, 10, 0, 50), "zero or negative"), ((500, 10, 50, 50), "outside"),
+                                         ((1, 2, 3), "zero or negative")])
+def test_estimate_pose_refuses_unusable_boxes(box, reason):
+    with pytest.raises(WorkbenchError, match=reason):
+        estimate_pose(PooledColour().eval(), np.zeros((100, 100, 3), np.uint8), box=box)
+
+
+def test_estimate_pose_reads_image_files(data_root):
+    result = estimate_pose(PooledColour().eval(), data_root / "coco-sample" / "000000000785.jpg",
+                           box=(280.79, 44.73, 218.7, 346.68))
+    assert result.keypoints.shape == (17, 2) and np.isfinite(result.keypoints).all()
+
+
+# loading networks
+
+def test_load_state_dict_accepts_plain_nested_and_ddp_checkpoints(tmp_path):
+    state = PooledColour().state_dict()
+    for name, saved in [("plain", state), ("nested", {"model": state}),
+                        ("ddp", {f"module.{k}": v for k, v in state.items()})]:
+        torch.save(saved, tmp_path / name)
+        assert load_state_dict(tmp_path / name).keys() == state.keys()
+
+
+def test_load_state_dict_explains_bad_files(tmp_path):
+    with pytest.raises(WorkbenchError, match="checkpoint not found"):
+        load_state_dict(tmp_path / "absent.pth")
+    (tmp_path / "junk.pth").write_bytes(b"garbage")
+    with pytest.raises(WorkbenchError, match="not a readable PyTorch checkpoint"):
+        load_state_dict(tmp_path / "junk.pth")
+    torch.save({"epoch": 3}, tmp_path / "meta.pth")
+    with pytest.raises(WorkbenchError, match="holds no model state dict"):
+        load_state_dict(tmp_path / "meta.pth")
+
+
+def test_onnx_model_runs_like_the_torch_model(tmp_path):
+    model = PooledColour().eval()
+    path = tmp_path / "tiny.onnx"
+    torch.onnx.export(model, (torch.zeros(1, 3, 256, 192),), str(path), dynamo=False, input_names=["image"])
+    runner = OnnxModel(path)
+    images = torch.randn(3, 3, 256, 192)  # the graph has a fixed batch of 1: run in chunks
+    assert runner.input_size == (256, 192)
+    with torch.no_grad():
+        assert torch.allclose(runner(images), model(images), atol=1e-5)
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx")
+    with pytest.raises(WorkbenchError, match="not a loadable ONNX model"):
+        OnnxModel(tmp_path / "bad.onnx")
+
+
+@pytest.fixture(scope="module")
+def build_model():
+    """`model.build_model` (the model zoo of issue 1)."""
+    return pytest.importorskip("model").build_model
+
+
+def test_load_model_matches_names_and_checkpoints(build_model, tmp_path):
+    torch.save(build_model("mobilenetv2").state_dict(), tmp_path / "mobilenetv2.pth")
+    with pytest.raises(WorkbenchError, match="does not fit model 'lite_csw_hrnet'"):
+        load_model("lite_csw_hrnet", tmp_path / "mobilenetv2.pth")
+    with pytest.raises(WorkbenchError, match="unknown model"):
+        load_model("no_such_net", tmp_path / "mobilenetv2.pth")
+    network = load_model("mobilenetv2", tmp_path / "mobilenetv2.pth")
+    assert not network.training
+
+
+def test_estimate_pose_with_the_paper_model(build_model):
+    network = build_model("lite_csw_hrnet").eval()
+    result = estimate_pose(network, np.full((200, 120, 3), 128, np.uint8), flip=False)
+    assert result.heatmaps.shape == (17, 64, 48) and np.isfinite(result.keypoints).all()

@@ -1,0 +1,128 @@
+"""`python -m workbench evaluate`: COCO keypoint metrics of a trained network on a COCO annotation file.
+
+Writes, into --output (default: reports/evaluate/<model>_<image set>/), the results in COCO's submission format
+(person_keypoints_<image set>_<model>_results.json) and metrics.json, each atomically (temporary file, then rename).
+Without ground-truth keypoints (test-dev2017 image info) only the results file is written, for submission.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="COCO keypoint AP of a model (checkpoint or ONNX) on an annotation file",
+        description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model name (one of model.model_names()); needs --checkpoint")
+    source.add_argument("--onnx", type=Path, help="exported ONNX file (its input size is read from the graph)")
+    source.add_argument("--round-trip", action="store_true",
+                        help="evaluate the ground truth rendered as target heatmaps instead of a model: checks the "
+                             "annotations and the pipeline (expect AP near 1); needs ground-truth boxes")
+    parser.add_argument("--checkpoint", type=Path, help="state dict of --model")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="network input size (default: 256 192, or the ONNX graph's)")
+    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="normalisation mean for pixels in [0, 1] (default: ImageNet's 0.485 0.456 0.406)")
+    parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="normalisation std for pixels in [0, 1] (default: ImageNet's 0.229 0.224 0.225)")
+    parser.add_argument("--annotations", type=Path, required=True, help="COCO person-keypoints json")
+    parser.add_argument("--images", type=Path, required=True, help="folder of the annotation file's images")
+    parser.add_argument("--detections", type=Path, help="person boxes in COCO results format (default: the "
+                                                        "ground-truth boxes)")
+    parser.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection box score")
+    parser.add_argument("--vis-threshold", type=float, default=0.2,
+                        help="joint scores above this count in rescoring (box score x mean joint score)")
+    parser.add_argument("--oks-threshold", type=float, default=0.9, help="OKS NMS threshold (1 disables)")
+    parser.add_argument("--no-flip", dest="flip", action="store_false", help="skip the flip test")
+    parser.add_argument("--decode", choices=("standard", "dark"), default="standard",
+                        help="heatmap decoding: quarter-pixel offset, or DARK refinement")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    parser.add_argument("--device", default="auto", help="torch device for --model (auto: cuda if available)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is often "
+                                                    "much faster on a busy machine)")
+    parser.add_argument("--output", type=Path, help="output folder (default: reports/evaluate/<model>_<set>)")
+    parser.set_defaults(func=run)
+
+
+def image_set_name(annotations: Path) -> str:
+    """'val2017' from person_keypoints_val2017.json, 'test-dev2017' from image_info_test-dev2017.json."""
+    stem = annotations.stem
+    for prefix in ("person_keypoints_", "image_info_"):
+        stem = stem.removeprefix(prefix)
+    return stem.replace("_", "-")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from workbench.checkpoints import OnnxModel, load_model
+    from workbench.data import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints
+    from workbench.errors import WorkbenchError
+    from workbench.evaluation import coco_results, evaluate_keypoints, format_metrics, has_keypoint_annotations, \
+        predict_dataset, round_trip, write_json_atomic
+    from workbench.paths import reports_dir
+
+    if (args.model is None) != (args.checkpoint is None):
+        raise WorkbenchError("--model and --checkpoint go together: pass both (or --onnx, or --round-trip).")
+    if args.round_trip and args.detections:
+        raise WorkbenchError("--round-trip renders the ground truth, so it needs ground-truth boxes: drop "
+                             "--detections.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    input_size = tuple(args.input_size) if args.input_size else (256, 192)
+    model = None
+    if args.onnx:
+        model = OnnxModel(args.onnx)
+        if args.input_size and input_size != model.input_size:
+            raise WorkbenchError(f"{args.onnx} takes {model.input_size[0]}x{model.input_size[1]} input, not "
+                                 f"{input_size[0]}x{input_size[1]}: drop --input-size or re-export.")
+        input_size, label = model.input_size, args.onnx.stem
+    elif args.model:
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                              "cpu" if args.device == "auto" else args.device)
+        model, label = load_model(args.model, args.checkpoint, input_size).to(device), args.model
+    else:
+        label = "round-trip"
+    label = label.replace("_", "-")
+    dataset = CocoKeypoints(args.annotations, args.images, input_size, detections=args.detections,
+                            score_threshold=args.score_threshold, with_targets=args.round_trip,
+                            mean=args.mean or IMAGENET_MEAN, std=args.std or IMAGENET_STD)
+    print(dataset.summary())
+    options = dict(flip=args.flip, decode=args.decode, batch_size=args.batch_size, workers=args.workers,
+                   progress=True)
+    predictions = round_trip(dataset, **options) if model is None else predict_dataset(model, dataset, **options)
+    for image_id, message in predictions.unreadable.items():
+        print(f"warning: skipped image {image_id}: {message}")
+    results = coco_results(predictions, category_id=dataset.category_id, vis_threshold=args.vis_threshold,
+                           oks_threshold=args.oks_threshold)
+    image_set = image_set_name(args.annotations)
+    output = args.output or reports_dir() / "evaluate" / f"{label}_{image_set}"
+    results_path = write_json_atomic(output / f"person_keypoints_{image_set}_{label}_results.json", results)
+    if has_keypoint_annotations(dataset.coco):
+        evaluated = [i for i in dataset.images if i not in predictions.unreadable]
+        metrics = evaluate_keypoints(dataset.coco, results, evaluated)
+        if predictions.unreadable:
+            note = (f"metrics cover {len(evaluated)} of {len(dataset.images)} images: "
+                    f"{len(predictions.unreadable)} could not be read")
+            metrics["message"] = "; ".join(filter(None, [metrics.get("message"), note]))
+        print(format_metrics(metrics))
+    else:
+        metrics = {"message": f"{args.annotations.name} has no ground-truth keypoints: results written for "
+                              "submission, no metrics"}
+        print(metrics["message"])
+    metrics.update(instances=len(dataset), results=len(results), skipped=dict(dataset.skipped),
+                   unreadable_images={str(k): v for k, v in predictions.unreadable.items()},
+                   settings={"model": args.model or (str(args.onnx) if args.onnx else "round-trip"),
+                             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+                             "input_size": list(input_size), "annotations": str(args.annotations),
+                             "images": str(args.images),
+                             "detections": str(args.detections) if args.detections else None,
+                             "score_threshold": args.score_threshold, "vis_threshold": args.vis_threshold,
+                             "oks_threshold": args.oks_threshold, "flip": args.flip, "decode": args.decode,
+                             "mean": list(dataset.mean), "std": list(dataset.std)})
+    metrics_path = write_json_atomic(output / "metrics.json", metrics)
+    print(f"wrote {results_path} and {metrics_path}")
+    return 0
