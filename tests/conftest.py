@@ -1,11 +1,16 @@
 """Shared fixtures. `data_root`: the shared data folder; tests that need it skip when it is missing, but fail
-when the CI environment variable is set (CI must have the data)."""
+when the CI environment variable is set (CI must have the data). `stand_in_model` and `stand_in_onnx`: a tiny
+pose network, as a torch module and as an ONNX file, for tests of the pipeline around a model."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import onnx
 import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
 
 from workbench.paths import DATA_ENV, data_root as shared_data_root
 
@@ -24,3 +29,40 @@ def data_root() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return root
+
+
+class PooledColour(nn.Module):
+    """A stand-in pose network for fast tests: 17 heatmaps, a 1x1 conv over the crop's 4x4-cell mean colours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(4)
+        self.mix = nn.Conv2d(3, 17, 1)
+        self.input_size = (256, 192)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.pool(images))
+
+
+@pytest.fixture
+def stand_in_model() -> PooledColour:
+    """A seeded PooledColour in eval mode: (N, 3, 256, 192) -> (N, 17, 64, 48)."""
+    torch.manual_seed(0)
+    return PooledColour().eval()
+
+
+@pytest.fixture
+def stand_in_onnx(stand_in_model: PooledColour, tmp_path: Path) -> Path:
+    """`stand_in_model` written as an ONNX graph (average pool, then 1x1 conv) with a fixed batch of 1."""
+    weight = numpy_helper.from_array(stand_in_model.mix.weight.detach().numpy(), "weight")
+    bias = numpy_helper.from_array(stand_in_model.mix.bias.detach().numpy(), "bias")
+    graph = helper.make_graph(
+        [helper.make_node("AveragePool", ["image"], ["pooled"], kernel_shape=[4, 4], strides=[4, 4]),
+         helper.make_node("Conv", ["pooled", "weight", "bias"], ["heatmaps"])],
+        "pooled_colour",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 256, 192])],
+        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, 17, 64, 48])],
+        [weight, bias])
+    path = tmp_path / "pooled.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path

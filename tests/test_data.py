@@ -24,8 +24,10 @@ from workbench.keypoints import FLIP_INDEX, FLIP_PAIRS, JOINT_NAMES, OKS_SIGMAS,
 # keypoint tables
 
 def test_flip_index_swaps_left_and_right_names():
+    swap = {"left": "right", "right": "left"}
     for joint, twin in enumerate(FLIP_INDEX):
-        assert JOINT_NAMES[twin] == JOINT_NAMES[joint].replace("left", "@").replace("right", "left").replace("@", "right")
+        side, _, part = JOINT_NAMES[joint].partition("_")
+        assert JOINT_NAMES[twin] == (f"{swap[side]}_{part}" if side in swap else JOINT_NAMES[joint])
     assert len(FLIP_PAIRS) == 8 and len(SKELETON) == 19 and OKS_SIGMAS.shape == (17,)
 
 

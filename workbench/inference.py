@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from workbench.data.coco import SKIP_REASONS, box_problem
+from workbench.data.coco import box_problem
 from workbench.data.targets import HEATMAP_STRIDE
 from workbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, box_to_center_size, crop_matrix, to_tensor, \
     transform_points, warp_crop
@@ -183,10 +183,12 @@ def estimate_pose(model: Model, image: str | Path | np.ndarray, box: Sequence[fl
     pixels = read_image(image)
     height, width = pixels.shape[:2]
     box = np.array([0.0, 0.0, width, height] if box is None else box, dtype=np.float64)
-    problem = box_problem(box, width, height) if box.shape == (4,) else "zero_area_box"
+    if box.shape != (4,):
+        raise WorkbenchError(f"box {box.tolist()} must be four numbers (x, y, w, h) in image pixels.")
+    problem = box_problem(box, width, height)
     if problem:
-        raise WorkbenchError(f"box {box.tolist()} is unusable ({SKIP_REASONS[problem]}) in a {width}x{height} "
-                             "image. Pass (x, y, w, h) overlapping the image, or no box for the whole image.")
+        raise WorkbenchError(f"box {box.tolist()} is empty or wholly outside the {width}x{height} image "
+                             f"({problem}). Pass (x, y, w, h) overlapping the image, or no box for the whole image.")
     center, box_size = box_to_center_size(box, input_size[1] / input_size[0])
     matrix = crop_matrix(center, box_size, input_size)
     crop = warp_crop(pixels, matrix, input_size)

@@ -4,7 +4,7 @@ A sample is a dict of tensors (default-collatable):
     image (3, H, W) float32, normalised;  target (17, H/4, W/4) float32 and target_weight (17,) if with_targets;
     joints (17, 2) crop pixels;  visible (17,) bool;  matrix (2, 3) float64, image pixels -> crop pixels;
     box_size (2,) padded box (w, h) in image pixels;  score (box score);  image_id;  index (instance index);
-    valid (False if the image could not be read: image and weights are zero) and error (the message, else "").
+    valid (False if the image could not be read: the crop is black, target weights zero) and error (its message).
 Unreadable images end in `valid=False` with the message rather than an exception inside a DataLoader worker.
 Augmentation is drawn from a generator seeded by (seed, epoch, index): the same for any number of workers.
 """
@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from workbench.data.coco import SKIP_REASONS, Instance, InstanceSet, detection_instances, ground_truth_instances, \
     person_category, read_json
-from workbench.data.targets import HEATMAP_STRIDE, default_sigma, gaussian_heatmaps
+from workbench.data.targets import ENCODINGS, HEATMAP_STRIDE, default_sigma, gaussian_heatmaps
 from workbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augmentation, CropParams, box_to_center_size, \
     compose, crop_matrix, hflip_matrix, sample_crop_params, to_tensor, transform_points, warp_crop
 from workbench.errors import WorkbenchError
@@ -32,9 +32,10 @@ class CocoKeypoints(Dataset):
 
     Instances come from the ground-truth boxes, or from `detections` (a COCO results file) with boxes scoring at
     least `score_threshold`; `enclose_keypoints` grows ground-truth boxes to contain their labelled keypoints.
-    `input_size` is (height, width); heatmaps are a quarter of it. `train=True` applies
-    `augmentation`; otherwise every crop is the padded box, unrotated. `sigma` defaults to 2 at 256x192 and 3 at
-    384x288. `mean` and `std` are per RGB channel for pixels scaled to [0, 1].
+    `input_size` is (height, width); heatmaps are a quarter of it. `train=True` applies `augmentation`; otherwise
+    every crop is the padded box, unrotated. Targets use `encoding` ("standard" or "unbiased", see
+    `gaussian_heatmaps`) and `sigma` (default 2 at 256x192, 3 at 384x288). `mean` and `std` are per RGB channel for
+    pixels scaled to [0, 1].
     """
 
     def __init__(self, annotations: str | Path, images: str | Path, input_size: tuple[int, int] = (256, 192), *,
@@ -45,6 +46,8 @@ class CocoKeypoints(Dataset):
                  enclose_keypoints: bool = False) -> None:
         if train and detections is not None:
             raise WorkbenchError("training needs ground-truth boxes and keypoints; drop the detection file.")
+        if encoding not in ENCODINGS:
+            raise WorkbenchError(f"unknown heatmap encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}.")
         self.annotation_file = Path(annotations)
         self.image_dir = Path(images)
         self.coco = read_json(annotations, "annotation file")
@@ -71,7 +74,7 @@ class CocoKeypoints(Dataset):
         self.seed, self.epoch = seed, 0
         self.apply_exif = apply_exif
         self._check_images_exist()
-        self.boxes_missing_keypoints = sum(self._joints_outside_crop(i) for i in range(len(self.instances)))
+        self.boxes_missing_keypoints = sum(self.joints_outside_crop(i) for i in range(len(self.instances)))
 
     def _check_images_exist(self) -> None:
         if not self.image_dir.is_dir():
@@ -84,7 +87,7 @@ class CocoKeypoints(Dataset):
                                  f"missing from {self.image_dir} (first: {', '.join(missing[:3])}). "
                                  "Pass the right image folder or restore the files.")
 
-    def _joints_outside_crop(self, index: int) -> bool:
+    def joints_outside_crop(self, index: int) -> bool:
         """Whether instance `index` has labelled joints outside its unaugmented crop (no model can find them)."""
         instance = self.instances[index]
         center, box_size = box_to_center_size(instance.box, self.input_size[1] / self.input_size[0])
@@ -159,7 +162,8 @@ class CocoKeypoints(Dataset):
             "error": error,
         }
         if self.with_targets:
-            target, weight = gaussian_heatmaps(joints / HEATMAP_STRIDE, visible, self.heatmap_size, self.sigma, self.encoding)
+            target, weight = gaussian_heatmaps(joints / HEATMAP_STRIDE, visible, self.heatmap_size, self.sigma,
+                                               self.encoding)
             sample["target"] = torch.from_numpy(target)
             sample["target_weight"] = torch.from_numpy(weight * (not error))
         return sample

@@ -1,0 +1,208 @@
+"""The ground-truth round trip, COCO results, COCOeval metrics, and the evaluate command end to end."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.cli import main
+from workbench.data import CocoKeypoints
+from workbench.errors import WorkbenchError
+from workbench.evaluation import EMPTY_RESULTS_MESSAGE, METRIC_NAMES, coco_results, evaluate_keypoints, \
+    format_metrics, has_keypoint_annotations, predict_dataset, round_trip, write_json_atomic
+from workbench.inference import oks_to_many
+from workbench.paths import REPO_ROOT
+
+
+def _coco_sample(data_root: Path) -> tuple[Path, Path]:
+    return data_root / "coco-sample" / "test_coco.json", data_root / "coco-sample"
+
+
+def _fashion_val(data_root: Path) -> tuple[Path, Path]:
+    return data_root / "fashion-pose" / "person_keypoints_val.json", data_root / "fashion-pose" / "images"
+
+
+def _ap(dataset: CocoKeypoints, **options) -> dict:
+    results = coco_results(round_trip(dataset, **options), category_id=dataset.category_id)
+    return evaluate_keypoints(dataset.coco, results)
+
+
+# the round trip: ground truth -> targets -> flip test -> decoding -> back-projection -> COCOeval
+
+@pytest.mark.parametrize("decode, input_size", [("standard", (256, 192)), ("dark", (256, 192)),
+                                                ("standard", (384, 288))])
+def test_round_trip_on_coco_sample_gives_full_ap(data_root, decode, input_size):
+    dataset = CocoKeypoints(*_coco_sample(data_root), input_size=input_size)
+    metrics = _ap(dataset, decode=decode)
+    assert metrics["AP"] >= 0.99 and metrics["AR"] >= 0.99
+    assert metrics["per_joint"]["_instances"] == {"matched": 12, "ground_truth": 12}
+
+
+def test_round_trip_on_fashion_val_gives_full_ap_once_boxes_contain_their_keypoints(data_root):
+    dataset = CocoKeypoints(*_fashion_val(data_root), enclose_keypoints=True)
+    assert len(dataset) == 100 and dataset.boxes_missing_keypoints == 0
+    assert _ap(dataset)["AP"] >= 0.99
+
+
+def test_round_trip_on_fashion_val_fails_only_where_the_box_misses_keypoints(data_root):
+    dataset = CocoKeypoints(*_fashion_val(data_root))
+    assert dataset.boxes_missing_keypoints == 5  # boxes drawn beside their person: an annotation defect
+    predictions = round_trip(dataset)
+    truth = np.stack([instance.joints for instance in dataset.instances])
+    areas = [dataset.coco["annotations"][i]["area"] for i in range(100)]
+    assert [a["image_id"] for a in dataset.coco["annotations"]] == [i.image_id for i in dataset.instances]
+    oks = np.array([oks_to_many(truth[i, :, :2], areas[i], predictions.keypoints[i:i + 1, :, :2],
+                                np.array([areas[i]]))[0] for i in range(100)])
+    flagged = np.array([dataset.joints_outside_crop(i) for i in range(100)])
+    assert oks[~flagged].min() > 0.95 and oks[flagged].max() < oks[~flagged].min()
+    assert evaluate_keypoints(dataset.coco, coco_results(predictions))["AP"] >= 0.97
+
+
+# results and metrics
+
+def test_results_are_in_coco_submission_format(data_root):
+    dataset = CocoKeypoints(*_coco_sample(data_root))
+    results = coco_results(round_trip(dataset), category_id=dataset.category_id)
+    assert len(results) == 12
+    for result in results:
+        assert set(result) == {"image_id", "category_id", "keypoints", "score"} and len(result["keypoints"]) == 51
+        assert result["image_id"] in dataset.images and 0 < result["score"] <= 1
+    json.dumps(results)
+
+
+def test_detections_flow_through_rescoring_and_oks_nms(data_root, stand_in_model):
+    annotations, images = _coco_sample(data_root)
+    dataset = CocoKeypoints(annotations, images, detections=annotations.parent / "test_coco_det_AP_H_56.json",
+                            with_targets=False)
+    predictions = predict_dataset(stand_in_model, dataset, flip=False, batch_size=64, progress=False)
+    assert len(predictions.image_ids) == 118
+    everything = coco_results(predictions, oks_threshold=1.0)
+    suppressed = coco_results(predictions, oks_threshold=0.5)
+    assert len(everything) == 118 and len(suppressed) < 118
+    for image_id in dataset.images:  # NMS works within each image
+        assert 0 < sum(r["image_id"] == image_id for r in suppressed) <= sum(predictions.image_ids == image_id)
+    metrics = evaluate_keypoints(dataset.coco, suppressed)
+    assert all(metrics[name] is None or 0.0 <= metrics[name] <= 1.0 for name in METRIC_NAMES)
+
+
+def test_an_empty_result_set_scores_zero_with_a_message(data_root):
+    dataset = CocoKeypoints(*_coco_sample(data_root))
+    metrics = evaluate_keypoints(dataset.coco, [])
+    assert all(metrics[name] == 0.0 for name in METRIC_NAMES) and metrics["message"] == EMPTY_RESULTS_MESSAGE
+    assert "cannot evaluate an empty result set" in format_metrics(metrics)
+
+
+def test_files_without_keypoint_ground_truth_are_not_evaluated(data_root):
+    coco = json.loads(_coco_sample(data_root)[0].read_text())
+    image_info = {key: value for key, value in coco.items() if key != "annotations"}
+    assert has_keypoint_annotations(coco) and not has_keypoint_annotations(image_info)
+    with pytest.raises(WorkbenchError, match="no keypoint ground truth"):
+        evaluate_keypoints(image_info, [{"image_id": 785, "category_id": 1, "keypoints": [0] * 51, "score": 1}])
+
+
+def test_write_json_atomic_replaces_whole_files_only(tmp_path):
+    path = write_json_atomic(tmp_path / "out" / "metrics.json", {"AP": 0.5})
+    write_json_atomic(path, {"AP": 0.7})
+    assert json.loads(path.read_text()) == {"AP": 0.7}
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"AP": object()})
+    assert json.loads(path.read_text()) == {"AP": 0.7} and [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+
+
+# the evaluate command
+
+def _evaluate(*arguments: str | Path) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", *map(str, arguments)])
+    return exited.value.code
+
+
+def test_evaluate_command_round_trip_writes_results_and_metrics(data_root, tmp_path, capsys):
+    annotations, images = _coco_sample(data_root)
+    code = _evaluate("--round-trip", "--annotations", annotations, "--images", images, "--workers", "0",
+                     "--output", tmp_path)
+    printed = capsys.readouterr().out
+    assert code == 0 and "100.0" in printed and "12 instances" in printed
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    results = json.loads((tmp_path / "person_keypoints_test-coco_round-trip_results.json").read_text())
+    assert metrics["AP"] >= 0.99 and metrics["instances"] == 12 and len(results) == metrics["results"] == 12
+    assert metrics["skipped"] == {"no_visible_keypoints": 2} and metrics["settings"]["flip"] is True
+
+
+def test_evaluate_command_with_onnx_and_detections(data_root, stand_in_onnx, tmp_path, capsys):
+    annotations, images = _coco_sample(data_root)
+    code = _evaluate("--onnx", stand_in_onnx, "--annotations", annotations, "--images", images,
+                     "--detections", annotations.parent / "test_coco_det_AP_H_56.json", "--score-threshold", "0.5",
+                     "--workers", "1", "--output", tmp_path / "out")
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert code == 0 and metrics["skipped"]["below_score_threshold"] == 118 - metrics["instances"]
+    assert 0 < metrics["results"] <= metrics["instances"] < 118 and "AP" in capsys.readouterr().out
+
+
+def test_evaluate_command_reports_unreadable_images_and_evaluates_the_rest(data_root, tmp_path, capsys):
+    annotations, images = _coco_sample(data_root)
+    for image in images.glob("*.jpg"):
+        shutil.copy(image, tmp_path)
+    (tmp_path / "000000040083.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    code = _evaluate("--round-trip", "--annotations", annotations, "--images", tmp_path, "--workers", "0",
+                     "--output", tmp_path / "out")
+    printed = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert code == 0 and "warning: skipped image 40083" in printed
+    assert metrics["message"] == "metrics cover 3 of 4 images: 1 could not be read" and metrics["AP"] >= 0.99
+
+
+def test_evaluate_command_writes_submission_results_for_image_info_files(data_root, stand_in_onnx, tmp_path,
+                                                                         capsys):
+    annotations, images = _coco_sample(data_root)
+    coco = json.loads(annotations.read_text())
+    image_info = tmp_path / "image_info_test-dev2017.json"
+    image_info.write_text(json.dumps({key: value for key, value in coco.items() if key != "annotations"}))
+    code = _evaluate("--onnx", stand_in_onnx, "--annotations", image_info, "--images", images,
+                     "--detections", annotations.parent / "test_coco_det_AP_H_56.json", "--score-threshold", "0.9",
+                     "--no-flip", "--workers", "0", "--output", tmp_path / "out")
+    assert code == 0 and "results written for submission" in capsys.readouterr().out
+    assert (tmp_path / "out" / "person_keypoints_test-dev2017_pooled_results.json").is_file()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "lite_csw_hrnet"], "--model and --checkpoint go together"),
+    (["--round-trip", "--detections", "{det}"], "drop --detections"),
+    (["--round-trip", "--annotations", "{tmp}/absent.json"], "annotation file not found"),
+    (["--round-trip", "--images", "{tmp}"], "4 of 4 images named in test_coco.json are missing"),
+    (["--onnx", "{tmp}/absent.onnx"], "ONNX file not found"),
+])
+def test_evaluate_command_explains_user_errors(data_root, tmp_path, capsys, arguments, message):
+    annotations, images = _coco_sample(data_root)
+    fill = {"det": annotations.parent / "test_coco_det_AP_H_56.json", "tmp": tmp_path}
+    given = [argument.format(**fill) for argument in arguments]
+    defaults = ["--annotations", str(annotations), "--images", str(images), "--workers", "0", "--output",
+                str(tmp_path / "out")]
+    for flag in ("--annotations", "--images"):
+        if flag in given:
+            at = defaults.index(flag)
+            del defaults[at:at + 2]
+    assert _evaluate(*given, *defaults) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_evaluate_command_with_a_checkpoint_in_a_fresh_process(data_root, tmp_path):
+    build_model = pytest.importorskip("model").build_model
+    torch.save(build_model("lite_csw_hrnet").state_dict(), tmp_path / "random.pth")
+    annotations, images = _coco_sample(data_root)
+    finished = subprocess.run(
+        [sys.executable, "-m", "workbench", "evaluate", "--model", "lite_csw_hrnet", "--checkpoint",
+         str(tmp_path / "random.pth"), "--annotations", str(annotations), "--images", str(images), "--no-flip",
+         "--workers", "0", "--threads", "1", "--output", str(tmp_path / "out")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert finished.returncode == 0, finished.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["settings"]["model"] == "lite_csw_hrnet" and metrics["results"] <= 12
