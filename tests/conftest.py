@@ -47,8 +47,9 @@ class PooledColour(nn.Module):
 @pytest.fixture
 def stand_in_model() -> PooledColour:
     """A seeded PooledColour in eval mode: (N, 3, 256, 192) -> (N, 17, 64, 48)."""
-    torch.manual_seed(0)
-    return PooledColour().eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return PooledColour().eval()
 
 
 @pytest.fixture

@@ -173,7 +173,7 @@ def test_ground_truth_instances_skip_people_without_keypoints(data_root):
     sample = dataset[0]
     assert sample["image"].shape == (3, 256, 192) and sample["target"].shape == (17, 64, 48)
     assert sample["valid"] and sample["error"] == "" and sample["target_weight"].sum() == 17
-    assert "12 instances" in dataset.summary() and "without labelled keypoints" in dataset.summary()
+    assert "12 instances" in dataset.summary() and "skipped: no labelled keypoints" in dataset.summary()
 
 
 def test_384x288_input_uses_sigma_3_and_96x72_heatmaps(data_root):

@@ -172,6 +172,16 @@ def test_evaluate_command_writes_submission_results_for_image_info_files(data_ro
     assert (tmp_path / "out" / "person_keypoints_test-dev2017_pooled_results.json").is_file()
 
 
+def test_evaluate_command_with_no_instances_reports_zero_ap(data_root, stand_in_onnx, tmp_path, capsys):
+    annotations, images = _coco_sample(data_root)
+    code = _evaluate("--onnx", stand_in_onnx, "--annotations", annotations, "--images", images, "--detections",
+                     annotations.parent / "test_coco_det_AP_H_56.json", "--score-threshold", "2", "--workers", "0",
+                     "--output", tmp_path / "out")
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert code == 0 and metrics["AP"] == 0.0 and metrics["message"] == EMPTY_RESULTS_MESSAGE
+    assert metrics["skipped"] == {"below_score_threshold": 118} and "empty result set" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "lite_csw_hrnet"], "--model and --checkpoint go together"),
     (["--round-trip", "--detections", "{det}"], "drop --detections"),

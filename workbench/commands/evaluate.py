@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--detections", type=Path, help="person boxes in COCO results format (default: the "
                                                         "ground-truth boxes)")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection box score")
+    parser.add_argument("--enclose-keypoints", action="store_true",
+                        help="grow ground-truth boxes to contain their labelled keypoints (for carelessly drawn "
+                             "boxes; departs from the standard protocol)")
     parser.add_argument("--vis-threshold", type=float, default=0.2,
                         help="joint scores above this count in rescoring (box score x mean joint score)")
     parser.add_argument("--oks-threshold", type=float, default=0.9, help="OKS NMS threshold (1 disables)")
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         label = "round-trip"
     label = label.replace("_", "-")
     dataset = CocoKeypoints(args.annotations, args.images, input_size, detections=args.detections,
-                            score_threshold=args.score_threshold, with_targets=args.round_trip,
+                            score_threshold=args.score_threshold, enclose_keypoints=args.enclose_keypoints,
+                            with_targets=args.round_trip,
                             mean=args.mean or IMAGENET_MEAN, std=args.std or IMAGENET_STD)
     print(dataset.summary())
     options = dict(flip=args.flip, decode=args.decode, batch_size=args.batch_size, workers=args.workers,
@@ -120,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
                              "input_size": list(input_size), "annotations": str(args.annotations),
                              "images": str(args.images),
                              "detections": str(args.detections) if args.detections else None,
-                             "score_threshold": args.score_threshold, "vis_threshold": args.vis_threshold,
+                             "score_threshold": args.score_threshold, "enclose_keypoints": args.enclose_keypoints,
+                             "vis_threshold": args.vis_threshold,
                              "oks_threshold": args.oks_threshold, "flip": args.flip, "decode": args.decode,
                              "mean": list(dataset.mean), "std": list(dataset.std)})
     metrics_path = write_json_atomic(output / "metrics.json", metrics)

@@ -17,14 +17,15 @@ from workbench.errors import WorkbenchError
 from workbench.keypoints import NUM_JOINTS
 
 SKIP_REASONS = {
-    "crowd": "ground-truth crowd regions (iscrowd=1)",
-    "no_visible_keypoints": "ground-truth persons without labelled keypoints (COCOeval ignores them too)",
-    "zero_area_box": "boxes with zero or negative width or height",
-    "box_outside_image": "boxes wholly outside their image",
-    "not_person": "annotations of other categories",
-    "below_score_threshold": "detections scoring below the threshold",
-    "unknown_image_id": "entries naming image ids absent from the annotation file",
+    "crowd": "ground-truth crowd region (iscrowd=1)",
+    "no_visible_keypoints": "no labelled keypoints (COCOeval ignores such persons too)",
+    "zero_area_box": "zero or negative box width or height",
+    "box_outside_image": "box wholly outside the image",
+    "not_person": "category other than person",
+    "below_score_threshold": "detection score below the threshold",
+    "unknown_image_id": "image id absent from the annotation file",
 }
+"""Why an annotation or detection yields no instance: reason key -> description (counts are kept per key)."""
 
 
 @dataclass(frozen=True)

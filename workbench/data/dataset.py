@@ -103,8 +103,8 @@ class CocoKeypoints(Dataset):
         source = "detections" if self.from_detections else "ground-truth boxes"
         text = f"{len(self.instances)} instances from {source} in {len(self.images)} images"
         if self.skipped:
-            parts = [f"{count} {SKIP_REASONS[reason]}" for reason, count in sorted(self.skipped.items())]
-            text += "; skipped " + ", ".join(parts)
+            parts = [f"{SKIP_REASONS[reason]}: {count}" for reason, count in sorted(self.skipped.items())]
+            text += "; skipped: " + "; ".join(parts)
         if self.boxes_missing_keypoints:
             text += (f"; {self.boxes_missing_keypoints} ground-truth boxes leave labelled keypoints outside their "
                      "crop (enclose_keypoints=True grows them)")

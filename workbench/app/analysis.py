@@ -1,0 +1,241 @@
+"""What the Inspect and Compare panels compute, free of gradio.
+
+`run_inspect` runs one model on one image and person box and returns an `InspectResult` (the per-session state
+the panels are drawn from); `inspect_outputs` draws every Inspect panel and writes the downloads;
+`weight_maps_image` and `gradcam_image` draw one panel from a result; `compare` runs several models. Errors a user
+can cause raise WorkbenchError.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from model import run_with_probes
+from workbench import visualize
+from workbench.app.inputs import LoadedImage
+from workbench.app.models import LoadedModel, ModelCache, default_weights, model_structure
+from workbench.data.transforms import to_tensor
+from workbench.errors import WorkbenchError
+from workbench.evaluation import Predictions, coco_results
+from workbench.gradcam import joint_gradcam
+from workbench.inference import PoseEstimate, estimate_pose
+from workbench.keypoints import JOINT_NAMES
+
+LATENCY_REPEATS = 5
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    """One model's look at one image: the estimate (working-image pixels), every weight map for this image by probe
+    name (batch dimension removed), the model's cache key and label, and timings in milliseconds: `inference_ms`
+    for crop + forward passes (two with the flip test) + decoding, `forward_ms` for one probed forward pass."""
+
+    image: LoadedImage
+    estimate: PoseEstimate
+    maps: dict[str, np.ndarray]
+    model_key: tuple[str, str, str | None]
+    label: str
+    trained: bool
+    inference_ms: float
+    forward_ms: float
+    flip: bool
+
+
+def run_inspect(loaded: LoadedModel, image: LoadedImage, box: np.ndarray | None, flip: bool = True,
+            checkpoint: str | None = None) -> InspectResult:
+    """Run `loaded` on `image` in `box` (x, y, w, h working pixels; None: whole image): keypoints, heatmaps and
+    the weight maps of the crop the model saw."""
+    network = loaded.network
+    with loaded.lock:
+        start = time.perf_counter()
+        estimate = estimate_pose(network, image.pixels, box, flip=flip)
+        middle = time.perf_counter()
+        crop = to_tensor(estimate.crop)[None].to(next(network.parameters()).device)
+        with torch.inference_mode():
+            _, maps = run_with_probes(network, crop)
+        end = time.perf_counter()
+    arrays = {name: value[0].float().cpu().numpy() for name, value in maps.items()}
+    return InspectResult(image, estimate, arrays, (loaded.name, loaded.weights, checkpoint), loaded.label,
+                         loaded.trained, (middle - start) * 1e3, (end - middle) * 1e3, flip)
+
+
+def keypoints_in_original(result: InspectResult) -> np.ndarray:
+    """Keypoints (17, 2) in the original (not downscaled) image's pixels."""
+    return result.estimate.keypoints * result.image.scale
+
+
+def keypoint_table(result: InspectResult) -> pd.DataFrame:
+    """One row per joint: name, x and y in original image pixels, confidence (the heatmap peak)."""
+    points = keypoints_in_original(result)
+    return pd.DataFrame({"joint": JOINT_NAMES, "x": np.round(points[:, 0], 1), "y": np.round(points[:, 1], 1),
+                         "confidence": np.round(result.estimate.scores, 3)})
+
+
+def keypoints_json(result: InspectResult) -> list[dict]:
+    """The pose as COCO keypoint results: image_id (the file's COCO id or 0), category_id 1, keypoints [x, y, score]
+    * 17 in original image pixels, and score (mean joint score above 0.2, box score taken as 1)."""
+    estimate = result.estimate
+    triples = np.concatenate([keypoints_in_original(result), estimate.scores[:, None]], axis=1)
+    width, height = estimate.box[2:] * result.image.scale
+    predictions = Predictions(np.array([result.image.image_id or 0]), triples[None], np.ones(1),
+                              np.array([width * height]))
+    return coco_results(predictions)
+
+
+def status_text(result: InspectResult, device: torch.device) -> str:
+    """Markdown: the model and whether it is trained, the image and box, the timings."""
+    image = result.image
+    lines = [f"**{result.label}**"]
+    if not result.trained:
+        lines.append("Untrained (random init): no trained weights for this model yet, so the keypoints are "
+                     "meaningless; the weight maps still show what the untrained blocks compute.")
+    width, height = image.original_size
+    size = f"{width}x{height} px"
+    if image.scale != 1.0:
+        working = image.pixels.shape
+        size += f", downscaled to {working[1]}x{working[0]} (long side above 4096 px)"
+    box = result.estimate.box * image.scale
+    lines.append(f"Image {image.name}, {size}; person box x, y, w, h = {', '.join(f'{v:.0f}' for v in box)}.")
+    flip = "with" if result.flip else "without"
+    lines.append(f"Inference {result.inference_ms:.0f} ms (crop, forward {flip} flip test, decode); "
+                 f"one probed forward pass {result.forward_ms:.0f} ms; device {device}.")
+    return "\n\n".join(lines)
+
+
+def location_maps(result: InspectResult, location: str) -> dict[str, np.ndarray]:
+    """The maps of one weighting function by kind ("channel", "spatial", "weights")."""
+    prefix = location + "/"
+    return {name[len(prefix):]: value for name, value in result.maps.items() if name.startswith(prefix)}
+
+
+def weight_maps_image(result: InspectResult, location: str | None) -> np.ndarray | None:
+    """The weight-map figure (H, W, 3) of one weighting function of the inspected model, None if it has none."""
+    maps = location_maps(result, location) if location else {}
+    if not maps:
+        return None
+    splits = model_structure(result.model_key[0]).splits.get(location)
+    figure = visualize.weight_maps_figure(location, maps, result.estimate.crop, splits)
+    return visualize.figure_to_array(figure)
+
+
+def gradcam_image(result: InspectResult, cache: ModelCache, joint: str, layer: str | None) -> np.ndarray | None:
+    """Grad-CAM (H, W, 3) of the inspected model for `joint` (a JOINT_NAMES entry) at `layer`, over the crop."""
+    if not layer:
+        return None
+    if joint not in JOINT_NAMES:
+        raise WorkbenchError(f"unknown joint {joint!r}. Choose one of: {', '.join(JOINT_NAMES)}.")
+    name, weights, checkpoint = result.model_key
+    loaded = cache.get(name, weights, checkpoint)
+    crop = to_tensor(result.estimate.crop)[None]
+    with loaded.lock:
+        cam = joint_gradcam(loaded.network, crop, JOINT_NAMES.index(joint), layer)[0]
+    figure = visualize.map_over_crop_figure(result.estimate.crop, cam, f"Grad-CAM: {joint} at {layer}",
+                                            "Grad-CAM (peak of the joint's heatmap)")
+    return visualize.figure_to_array(figure)
+
+
+@dataclass(frozen=True)
+class InspectOutputs:
+    """Every Inspect panel: status markdown, skeleton, keypoint table, heatmap grid, heatmaps over the crop,
+    weight maps and Grad-CAM (RGB arrays; None where the model has nothing to show), and the download files."""
+
+    status: str
+    skeleton: np.ndarray
+    table: pd.DataFrame
+    heatmap_grid: np.ndarray
+    merged: np.ndarray
+    weight_maps: np.ndarray | None
+    gradcam: np.ndarray | None
+    files: list[str]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
+def inspect_outputs(result: InspectResult, cache: ModelCache, location: str | None, joint: str, layer: str | None,
+                    folder: Path) -> InspectOutputs:
+    """Draw every Inspect panel and write the downloads to `folder`: keypoints.json (COCO results), heatmaps.npy
+    (17, h, w) float32, and each figure as PNG."""
+    estimate = result.estimate
+    skeleton = visualize.figure_to_array(visualize.skeleton_figure(
+        result.image.pixels, estimate.keypoints, estimate.scores, estimate.box, title=result.label))
+    grid = visualize.figure_to_array(visualize.heatmap_grid_figure(estimate.heatmaps, estimate.scores,
+                                                                   title=result.label))
+    merged = visualize.figure_to_array(visualize.merged_heatmaps_figure(estimate.crop, estimate.heatmaps))
+    weight_maps = weight_maps_image(result, location)
+    gradcam = gradcam_image(result, cache, joint, layer)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "keypoints.json").write_text(json.dumps(keypoints_json(result), indent=1))
+    np.save(folder / "heatmaps.npy", estimate.heatmaps.astype(np.float32))
+    files = [folder / "keypoints.json", folder / "heatmaps.npy"]
+    pictures = {"skeleton": skeleton, "heatmaps": grid, "heatmaps-over-crop": merged,
+                f"weights-{_slug(location or '')}": weight_maps, f"gradcam-{_slug(joint)}-{_slug(layer or '')}": gradcam}
+    for name, picture in pictures.items():
+        if picture is not None:
+            files.append(folder / f"{name}.png")
+            files[-1].write_bytes(visualize.image_to_png(picture))
+    return InspectOutputs(status_text(result, cache.device), skeleton, keypoint_table(result), grid, merged,
+                          weight_maps, gradcam, [str(path) for path in files])
+
+
+def forward_latency(network: torch.nn.Module, images: torch.Tensor, repeats: int = LATENCY_REPEATS) -> float:
+    """Median wall time in milliseconds of one forward pass of `network` on `images` (N, 3, H, W), after one
+    warm-up pass; CUDA work is synchronised before each reading."""
+    images = images.to(next(network.parameters()).device)
+    times = []
+    with torch.inference_mode():
+        for index in range(repeats + 1):
+            if images.is_cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            network(images)
+            if images.is_cuda:
+                torch.cuda.synchronize()
+            if index:
+                times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+@dataclass(frozen=True)
+class CompareOutputs:
+    """The Compare panels: a latency table, and (image, caption) gallery items per model: skeletons, heatmaps over
+    the crop, weight maps at the chosen location."""
+
+    table: pd.DataFrame
+    skeletons: list[tuple[np.ndarray, str]]
+    heatmaps: list[tuple[np.ndarray, str]]
+    weight_maps: list[tuple[np.ndarray, str]]
+
+
+def compare(cache: ModelCache, image: LoadedImage, box: np.ndarray | None, names: list[str], location: str | None,
+            flip: bool = True) -> CompareOutputs:
+    """Run each model of `names` (with its default weights) on the same image and box."""
+    if not names:
+        raise WorkbenchError("no models chosen. Tick at least one model to compare.")
+    rows, skeletons, heatmaps, weight_maps = [], [], [], []
+    for name in names:
+        loaded = cache.get(name, default_weights(name))
+        result = run_inspect(loaded, image, box, flip)
+        estimate = result.estimate
+        with loaded.lock:
+            latency = forward_latency(loaded.network, to_tensor(estimate.crop)[None])
+        rows.append({"model": name, "weights": loaded.weights, "parameters": sum(p.numel() for p in
+                                                                                   loaded.network.parameters()),
+                     "forward ms (median)": round(latency, 1), "inference ms": round(result.inference_ms, 1),
+                     "mean joint confidence": round(float(estimate.scores.mean()), 3)})
+        skeletons.append((visualize.figure_to_array(visualize.skeleton_figure(
+            image.pixels, estimate.keypoints, estimate.scores, estimate.box, title=result.label)), result.label))
+        heatmaps.append((visualize.figure_to_array(visualize.merged_heatmaps_figure(
+            estimate.crop, estimate.heatmaps, f"{name}: heatmaps over the crop")), result.label))
+        maps = weight_maps_image(result, location)
+        if maps is not None:
+            weight_maps.append((maps, f"{result.label}: {location}"))
+    return CompareOutputs(pd.DataFrame(rows), skeletons, heatmaps, weight_maps)

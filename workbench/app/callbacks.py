@@ -1,0 +1,120 @@
+"""The app's event handlers: one method per event, from the components' values to the outputs' values.
+
+`Workbench` holds what every request shares: the model cache (thread-safe), the example images and the folder the
+downloads are written to (one fresh subfolder per request). Everything else lives in the arguments and the
+returned per-session `InspectResult`, so two users never see each other's results. Handlers raise WorkbenchError
+for anything a user can cause; the layout shows it as a message.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from model import model_names
+from workbench import visualize
+from workbench.app.analysis import CompareOutputs, InspectOutputs, InspectResult, compare, gradcam_image, \
+    inspect_outputs, run_inspect, weight_maps_image
+from workbench.app.inputs import LoadedImage, detection_choices, example_images, load_image, person_box, \
+    read_detections
+from workbench.app.models import CHECKPOINT, ModelCache, default_weights, model_structure, weight_choices
+from workbench.errors import WorkbenchError
+
+DEFAULT_MODEL = "lite_csw_hrnet"
+DEFAULT_LOCATION = "stage3/module0/block0/cross"
+COMPARE_MODELS = ("lite_csw_hrnet", "lite_hrnet_18")
+
+
+def default_location(locations: tuple[str, ...]) -> str | None:
+    """DEFAULT_LOCATION when the model has it, else its first weighting function, else None."""
+    if DEFAULT_LOCATION in locations:
+        return DEFAULT_LOCATION
+    return locations[0] if locations else None
+
+
+def compare_locations() -> list[str]:
+    """Every weighting location of any model, in the order of the first model that has it."""
+    seen: dict[str, None] = {}
+    for name in model_names():
+        seen.update(dict.fromkeys(model_structure(name).locations))
+    return list(seen)
+
+
+class Workbench:
+    """The shared context of the app's handlers: `cache` of built models, `examples` by label, and `output_root`,
+    under which each request writes its downloads to a new folder."""
+
+    def __init__(self, cache: ModelCache, output_root: str | Path,
+                 examples: dict[str, Callable[[], np.ndarray]] | None = None) -> None:
+        self.cache = cache
+        self.output_root = Path(output_root)
+        self.examples = example_images() if examples is None else examples
+
+    def image(self, upload: str | None, example: str | None) -> LoadedImage:
+        """The uploaded image, else the chosen example."""
+        return load_image(upload, example, self.examples)
+
+    def image_and_box(self, upload: str | None, example: str | None, box_mode: str, box_text: str,
+                      detection: str | None) -> tuple[LoadedImage, np.ndarray | None]:
+        """The image and the person box in working pixels (None: the whole image); the box comes from `box_text`
+        for "typed box" and from the chosen detection for "detection file"."""
+        image = self.image(upload, example)
+        text = detection if box_mode == "detection file" else box_text
+        return image, person_box(image, box_mode, text or "")
+
+    def preview(self, upload: str | None, example: str | None, box_mode: str, box_text: str,
+                detection: str | None) -> np.ndarray | None:
+        """The image with its person box drawn, None before an image is chosen."""
+        if not upload and not example:
+            return None
+        image, box = self.image_and_box(upload, example, box_mode, box_text, detection)
+        return image.pixels if box is None else visualize.draw_box(image.pixels, box)
+
+    def detections(self, path: str | None, upload: str | None, example: str | None) -> list[tuple[str, str]]:
+        """Menu entries (label, "x, y, w, h") for the detections of the current image in the results file."""
+        if not path:
+            return []
+        detections = read_detections(path)
+        if not upload and not example:
+            raise WorkbenchError("choose the image before its detection file.")
+        return detection_choices(detections, self.image(upload, example).image_id)
+
+    @staticmethod
+    def model_menus(name: str) -> tuple[list[tuple[str, str]], str, list[str], str | None, list[str], str | None]:
+        """For model `name`: weight choices and default, weighting locations and default, Grad-CAM layers and
+        default (the last, nearest the output)."""
+        structure = model_structure(name)
+        layers = list(structure.layers)
+        return (weight_choices(name), default_weights(name), list(structure.locations),
+                default_location(structure.locations), layers, layers[-1] if layers else None)
+
+    def _folder(self) -> Path:
+        self.output_root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="inspect-", dir=self.output_root))
+
+    def inspect(self, upload: str | None, example: str | None, model_name: str, weights: str,
+                checkpoint: str | None, box_mode: str, box_text: str, detection: str | None, flip: bool,
+                location: str | None, joint: str, layer: str | None) -> tuple[InspectOutputs, InspectResult]:
+        """Run the Inspect tab: every panel, the downloads, and the result kept as the session's state."""
+        image, box = self.image_and_box(upload, example, box_mode, box_text, detection)
+        checkpoint = checkpoint if weights == CHECKPOINT else None
+        loaded = self.cache.get(model_name, weights, checkpoint)
+        result = run_inspect(loaded, image, box, flip, checkpoint)
+        return inspect_outputs(result, self.cache, location, joint, layer, self._folder()), result
+
+    @staticmethod
+    def weight_maps(result: InspectResult | None, location: str | None) -> np.ndarray | None:
+        """Redraw the weight maps of the last inspected image at another location."""
+        return None if result is None else weight_maps_image(result, location)
+
+    def gradcam(self, result: InspectResult | None, joint: str, layer: str | None) -> np.ndarray | None:
+        """Redraw Grad-CAM of the last inspected image for another joint or layer."""
+        return None if result is None else gradcam_image(result, self.cache, joint, layer)
+
+    def compare(self, upload: str | None, example: str | None, box_mode: str, box_text: str,
+                detection: str | None, names: list[str], location: str | None, flip: bool) -> CompareOutputs:
+        """Run the Compare tab: the same image and box through each chosen model."""
+        image, box = self.image_and_box(upload, example, box_mode, box_text, detection)
+        return compare(self.cache, image, box, list(names or []), location, flip)

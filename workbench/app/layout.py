@@ -1,0 +1,131 @@
+"""The Gradio page: the Inspect, Compare and Complexity tabs, wired to `Workbench`'s handlers.
+
+Only layout and wiring live here; every handler is a `Workbench` method (or a complexity-panel function) that the
+tests call directly, wrapped by `readable` so that errors reach the page as messages.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from model import model_names
+from workbench.app import complexity_panel
+from workbench.app.callbacks import COMPARE_MODELS, DEFAULT_MODEL, Workbench, compare_locations
+from workbench.app.inputs import BOX_MODES, MAX_SIDE
+from workbench.app.messages import readable
+from workbench.keypoints import JOINT_NAMES
+
+INTRO = f"""# Lite CSW-HRNet workbench
+Upload a photo (or pick an example), choose a model and the person box, and see the keypoints, the heatmaps, the
+channel (M_c) and spatial (M_s) weights inside every weighting block, and Grad-CAM. Models without trained weights
+run with their random initialisation and are marked untrained. Images above {MAX_SIDE} px on the long side are
+downscaled to {MAX_SIDE} px; boxes and keypoints stay in the original image's pixels."""
+
+
+def _figure(label: str, elem_id: str, height: int | None = None) -> gr.Image:
+    return gr.Image(label=label, elem_id=elem_id, format="png", interactive=False, height=height,
+                    buttons=["download", "fullscreen"])
+
+
+def build_app(workbench: Workbench) -> gr.Blocks:
+    """The app's Blocks; call `.queue()` and `.launch()` on it (see `workbench.commands.app`)."""
+    weights, weights_value, locations, location_value, layers, layer_value = workbench.model_menus(DEFAULT_MODEL)
+    with gr.Blocks(title="Lite CSW-HRNet workbench") as app:
+        gr.Markdown(INTRO)
+        result_state = gr.State(None)
+        with gr.Tabs():
+            with gr.Tab("Inspect", id="inspect"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=320):
+                        upload = gr.File(label="Image file", file_types=["image"], type="filepath",
+                                         elem_id="image-upload")
+                        example = gr.Dropdown(list(workbench.examples), value=None, label="or an example")
+                        preview = gr.Image(label="Image and person box", format="png", interactive=False,
+                                           elem_id="preview")
+                        model = gr.Dropdown(model_names(), value=DEFAULT_MODEL, label="Model")
+                        weight = gr.Dropdown(weights, value=weights_value, label="Weights")
+                        with gr.Accordion("Own checkpoint", open=False):
+                            checkpoint = gr.File(label="State dict (.pt / .pth), used with 'checkpoint file'",
+                                                 file_types=[".pt", ".pth", ".ckpt", ".bin"], type="filepath",
+                                                 height=100)
+                        box_mode = gr.Radio(list(BOX_MODES), value=BOX_MODES[0], label="Person box")
+                        box_text = gr.Textbox(label="Typed box: x, y, w, h (image pixels)",
+                                              placeholder="e.g. 150, 100, 220, 400")
+                        with gr.Accordion("Detection file", open=False):
+                            detections = gr.File(label="COCO detection results (.json)", file_types=[".json"],
+                                                 type="filepath", height=100)
+                            detection = gr.Dropdown([], value=None, label="Detected person box")
+                        flip = gr.Checkbox(True, label="Flip test")
+                        run = gr.Button("Run", variant="primary", elem_id="run-inspect")
+                    with gr.Column(scale=2):
+                        status = gr.Markdown(elem_id="inspect-status")
+                        with gr.Row():
+                            skeleton = _figure("Skeleton and joint confidence", "skeleton", height=420)
+                            merged = _figure("Heatmaps over the crop", "merged-heatmaps", height=420)
+                        with gr.Accordion("Keypoints table", open=False):
+                            table = gr.Dataframe(label="Keypoints (original image pixels)", interactive=False)
+                        grid = _figure("The 17 joint heatmaps", "heatmap-grid")
+                        location = gr.Dropdown(locations, value=location_value,
+                                               label="Weighting function (stage / module / block / branch)")
+                        weight_maps = _figure("Weight maps", "weight-maps")
+                        with gr.Row():
+                            joint = gr.Dropdown(list(JOINT_NAMES), value=JOINT_NAMES[0], label="Grad-CAM joint")
+                            layer = gr.Dropdown(layers, value=layer_value, label="Grad-CAM layer")
+                        gradcam = _figure("Grad-CAM", "gradcam", height=420)
+                        downloads = gr.File(label="Downloads: keypoints (COCO json), heatmaps (npy), figures (PNG)",
+                                            file_count="multiple", interactive=False)
+            with gr.Tab("Compare", id="compare"):
+                gr.Markdown("The image and person box chosen in Inspect, through several models with their default "
+                            "weights (untrained models are marked).")
+                with gr.Row():
+                    compare_models = gr.CheckboxGroup(model_names(), value=list(COMPARE_MODELS), label="Models")
+                    compare_location = gr.Dropdown(compare_locations(), value=location_value,
+                                                   label="Weighting function to show side by side")
+                compare_run = gr.Button("Compare", variant="primary", elem_id="run-compare")
+                latency = gr.Dataframe(label="Latency on this machine and confidence", interactive=False)
+                skeletons = gr.Gallery(label="Skeletons", columns=3, format="png", elem_id="compare-skeletons")
+                heatmaps = gr.Gallery(label="Heatmaps over the crop", columns=3, format="png")
+                compare_weights = gr.Gallery(label="Weight maps (CSW next to Lite-HRNet)", columns=1, format="png")
+            with gr.Tab("Complexity", id="complexity"):
+                complexity_panel.build()
+
+        image_inputs = [upload, example, box_mode, box_text, detection]
+
+        def model_changed(name: str):
+            choices, value, locs, loc, cam_layers, cam_layer = workbench.model_menus(name)
+            return (gr.Dropdown(choices=choices, value=value), gr.Dropdown(choices=locs, value=loc),
+                    gr.Dropdown(choices=cam_layers, value=cam_layer))
+
+        model.change(readable(model_changed), model, [weight, location, layer], api_visibility="private")
+        upload.upload(lambda: None, None, example, api_visibility="private")
+        example.input(lambda: None, None, upload, api_visibility="private")
+        for trigger in (upload.change, example.change, box_mode.change, box_text.submit, detection.change):
+            trigger(readable(workbench.preview), image_inputs, preview, api_visibility="private")
+
+        def detections_changed(path, image_file, example_name):
+            choices = workbench.detections(path, image_file, example_name)
+            return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+        for trigger in (detections.change, upload.change, example.change):
+            trigger(readable(detections_changed), [detections, upload, example], detection, api_visibility="private")
+
+        def inspect(*values):
+            outputs, result = workbench.inspect(*values)
+            return (outputs.status, outputs.skeleton, outputs.table, outputs.heatmap_grid, outputs.merged,
+                    outputs.weight_maps, outputs.gradcam, outputs.files, result)
+
+        run.click(readable(inspect),
+                  [upload, example, model, weight, checkpoint, box_mode, box_text, detection, flip, location, joint,
+                   layer],
+                  [status, skeleton, table, grid, merged, weight_maps, gradcam, downloads, result_state],
+                  api_name="inspect")
+        location.input(readable(workbench.weight_maps), [result_state, location], weight_maps, api_visibility="private")
+        for trigger in (joint.input, layer.input):
+            trigger(readable(workbench.gradcam), [result_state, joint, layer], gradcam, api_visibility="private")
+
+        def run_compare(*values):
+            outputs = workbench.compare(*values)
+            return outputs.table, outputs.skeletons, outputs.heatmaps, outputs.weight_maps
+
+        compare_run.click(readable(run_compare), image_inputs + [compare_models, compare_location, flip],
+                          [latency, skeletons, heatmaps, compare_weights], api_name="compare")
+    return app

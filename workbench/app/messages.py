@@ -1,0 +1,30 @@
+"""Errors as messages on the page: a handler wrapper for the app's events."""
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from workbench.errors import WorkbenchError
+
+log = logging.getLogger(__name__)
+
+
+def readable(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a handler so that a WorkbenchError reaches the page as its message and any other error as one line."""
+
+    @functools.wraps(handler)
+    def wrapped(*args: Any) -> Any:
+        try:
+            return handler(*args)
+        except WorkbenchError as error:
+            raise gr.Error(str(error), title="Cannot do that") from None
+        except Exception as error:
+            log.exception("handler %s failed", handler.__name__)
+            raise gr.Error(f"unexpected error ({type(error).__name__}: {error}). The app keeps running; "
+                           "try other inputs.", title="Something went wrong") from None
+
+    return wrapped
