@@ -24,8 +24,8 @@ from workbench.app.analysis import keypoints_json, run_inspect, weight_maps_imag
 from workbench.app.callbacks import Workbench, compare_locations
 from workbench.app.inputs import MAX_SIDE, coco_image_id, detection_choices, downscale, load_image, parse_box, \
     person_box, read_detections
-from workbench.app.models import CHECKPOINT, UNTRAINED, ModelCache, default_weights, model_structure, \
-    resolve_device, weight_choices
+from workbench.app.models import CHECKPOINT, UNTRAINED, ModelCache, default_weights, model_choices, \
+    model_structure, resolve_device, weight_choices
 from workbench.cli import build_parser
 from workbench.errors import WorkbenchError
 from workbench.keypoints import JOINT_NAMES
@@ -33,6 +33,15 @@ from workbench.paths import REPO_ROOT
 from workbench.weights import save_weights
 
 INSIDE_BOX = "156, 106, 200, 300"  # its padded crop lies inside the 512x512 astronaut
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One PyTorch thread: batch-1 models run about as fast and do not stall when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _card(height: int = 160, width: int = 120) -> np.ndarray:
@@ -204,6 +213,7 @@ def test_checkpoints_load_or_explain(tmp_path):
     torch.save(build_model("small_hrnet_w16").state_dict(), good)
     loaded = cache.get("small_hrnet_w16", CHECKPOINT, good)
     assert loaded.trained and loaded.label == "small_hrnet_w16 · checkpoint good.pt"
+    assert cache.get("small_hrnet_w16", CHECKPOINT, good) is loaded
     with pytest.raises(WorkbenchError, match="no checkpoint uploaded"):
         cache.get("small_hrnet_w16", CHECKPOINT, None)
     with pytest.raises(WorkbenchError, match="checkpoint not found"):
@@ -220,9 +230,11 @@ def test_manifest_weights_are_offered_loaded_and_verified(tmp_path, monkeypatch)
     monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path))
     assert weight_choices("small_hrnet_w16") == [(UNTRAINED, UNTRAINED), (CHECKPOINT, CHECKPOINT)]
     assert default_weights("small_hrnet_w16") == UNTRAINED
+    assert ("small_hrnet_w16 (untrained)", "small_hrnet_w16") in model_choices()
     save_weights(build_model("small_hrnet_w16"), "tiny", run={}, metrics={"val_AP": 0.5}, directory=tmp_path)
     assert weight_choices("small_hrnet_w16")[0] == ("tiny (val AP 0.500)", "tiny")
     assert default_weights("small_hrnet_w16") == "tiny"
+    assert ("small_hrnet_w16", "small_hrnet_w16") in model_choices()
     cache = ModelCache(torch.device("cpu"))
     loaded = cache.get("small_hrnet_w16", "tiny")
     assert loaded.trained and loaded.label == "small_hrnet_w16 · tiny"
@@ -308,11 +320,20 @@ def test_weight_maps_and_gradcam_redraw_from_the_session_result(workbench):
         workbench.gradcam(result, "tail", "head (1/4)")
 
 
+def test_an_uploaded_checkpoint_serves_every_panel(workbench, tmp_path):
+    checkpoint = tmp_path / "mine.pt"
+    torch.save(build_model("small_hrnet_w16").state_dict(), checkpoint)
+    outputs, result = _inspect(workbench, model="small_hrnet_w16", weights=CHECKPOINT, checkpoint=str(checkpoint),
+                               location=None, layer="stem (1/4)")
+    assert "small_hrnet_w16 · checkpoint mine.pt" in outputs.status and "Untrained" not in outputs.status
+    assert workbench.gradcam(result, "left_knee", "stage 4 branch 0 (1/4), last module").ndim == 3
+
+
 def test_two_users_at_once_get_their_own_results(workbench):
     results = {}
 
     def ask(example: str, model: str) -> None:
-        results[example] = _inspect(workbench, example=example, model=model)
+        results[example] = _inspect(workbench, example=example, model=model, location=None, layer=None)
 
     threads = [threading.Thread(target=ask, args=("card", "lite_csw_hrnet")),
                threading.Thread(target=ask, args=("astronaut", "lite_csw_hrnet"))]
@@ -323,7 +344,7 @@ def test_two_users_at_once_get_their_own_results(workbench):
     card, astronaut = results["card"], results["astronaut"]
     assert card[1].image.name == "card" and astronaut[1].image.name == "astronaut"
     assert card[1].image.pixels.shape == (160, 120, 3) and astronaut[1].image.pixels.shape == (512, 512, 3)
-    alone, _ = _inspect(workbench, example="astronaut")
+    alone, _ = _inspect(workbench, example="astronaut", location=None, layer=None)
     np.testing.assert_allclose(astronaut[0].table[["x", "y"]], alone.table[["x", "y"]])
     assert Path(card[0].files[0]).parent != Path(astronaut[0].files[0]).parent
 
@@ -362,13 +383,12 @@ def test_model_menus_follow_the_model(workbench):
 
 
 def test_compare_runs_each_model_and_sets_weight_maps_side_by_side(workbench):
-    outputs = workbench.compare(None, "card", "whole image", "", None,
-                                ["lite_csw_hrnet", "lite_hrnet_18", "small_hrnet_w16"],
-                                "stage2/module1/block1/cross", True)
-    assert list(outputs.table["model"]) == ["lite_csw_hrnet", "lite_hrnet_18", "small_hrnet_w16"]
+    outputs = workbench.compare(None, "card", "whole image", "", None, ["lite_csw_hrnet", "lite_hrnet_18"],
+                                "stage2/module1/block1/cross", False)
+    assert list(outputs.table["model"]) == ["lite_csw_hrnet", "lite_hrnet_18"]
     assert (outputs.table["forward ms (median)"] > 0).all()
-    assert outputs.table["parameters"].tolist()[:2] == [884_863, 1_130_769]
-    assert len(outputs.skeletons) == len(outputs.heatmaps) == 3
+    assert outputs.table["parameters"].tolist() == [884_863, 1_130_769]
+    assert len(outputs.skeletons) == len(outputs.heatmaps) == 2
     assert [caption.split(" · ")[0] for _, caption in outputs.weight_maps] == ["lite_csw_hrnet", "lite_hrnet_18"]
     with pytest.raises(WorkbenchError, match="no models chosen"):
         workbench.compare(None, "card", "whole image", "", None, [], None, True)
@@ -395,7 +415,25 @@ def test_complexity_report_files_are_read_or_missing_explained(tmp_path):
     assert table.iloc[0]["parameters"] == 884863 and [Path(p).name for p in plots] == ["complexity_latency.png"]
 
 
-# The command, and the app served for real.
+# The page: messages, the command, and the app served for real.
+
+def test_handler_errors_reach_the_page_as_messages():
+    import gradio as gr
+
+    from workbench.app.messages import readable
+
+    def refuse(text: str) -> str:
+        raise WorkbenchError(f"bad {text}. Do this instead.")
+
+    def crash() -> None:
+        raise KeyError("deep")
+
+    with pytest.raises(gr.Error, match="bad box. Do this instead."):
+        readable(refuse)("box")
+    with pytest.raises(gr.Error, match="unexpected error \\(KeyError: 'deep'\\). The app keeps running"):
+        readable(crash)()
+    assert readable(str.upper)("ok") == "OK"
+
 
 def test_app_command_serves_locally_by_default():
     args = build_parser().parse_args(["app"])
@@ -464,3 +502,26 @@ def test_served_app_returns_keypoints_and_figures_for_an_upload(served_app, tmp_
         client.predict(handle_file(str(broken)), None, *ask, api_name="/inspect")
     status, *_ = client.predict(handle_file(str(astronaut)), None, *ask, api_name="/inspect")
     assert "Inference" in status
+
+
+@pytest.mark.slow
+def test_served_app_keeps_two_users_apart(served_app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    uploads = {"astronaut.png": _write(tmp_path / "astronaut.png", _astronaut()),
+               "card.png": _write(tmp_path / "card.png", _card())}
+    answers = {}
+
+    def ask(name: str) -> None:
+        client = Client(served_app, verbose=False)
+        answers[name] = client.predict(handle_file(str(uploads[name])), None, "lite_hrnet_18", UNTRAINED, None,
+                                       "whole image", "", None, False, None, "nose", None, api_name="/inspect")
+
+    threads = [threading.Thread(target=ask, args=(name,)) for name in uploads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, size in (("astronaut.png", (512, 512)), ("card.png", (120, 160))):
+        status, skeleton, *_ = answers[name]
+        assert f"Image {name}, {size[0]}x{size[1]} px" in status

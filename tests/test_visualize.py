@@ -15,6 +15,15 @@ from workbench.gradcam import JointPeakTarget, gradcam_layers, joint_gradcam
 from workbench.keypoints import JOINT_NAMES, SKELETON
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One PyTorch thread: batch-1 models run about as fast and do not stall when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
     """A 120x90 RGB test card: grey with a white square."""

@@ -158,7 +158,8 @@ def map_over_crop_figure(crop: np.ndarray, values: np.ndarray, title: str = "", 
     return figure
 
 
-def merged_heatmaps_figure(crop: np.ndarray, heatmaps: np.ndarray, title: str = "joint heatmaps over the crop") -> Figure:
+def merged_heatmaps_figure(crop: np.ndarray, heatmaps: np.ndarray,
+                           title: str = "joint heatmaps over the crop") -> Figure:
     """The maximum over the joint heatmaps (K, h, w), negative values cut to 0, over the crop (H, W, 3)."""
     merged = np.maximum(heatmaps.max(axis=0), 0.0)
     return map_over_crop_figure(crop, merged, title, "max over joints", vmin=0.0)

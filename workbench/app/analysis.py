@@ -34,8 +34,9 @@ LATENCY_REPEATS = 5
 @dataclass(frozen=True)
 class InspectResult:
     """One model's look at one image: the estimate (working-image pixels), every weight map for this image by probe
-    name (batch dimension removed), the model's cache key and label, and timings in milliseconds: `inference_ms`
-    for crop + forward passes (two with the flip test) + decoding, `forward_ms` for one probed forward pass."""
+    name (batch dimension removed), the model's cache key (name, weights, checkpoint) and label, and timings in
+    milliseconds: `inference_ms` for crop + forward passes (two with the flip test) + decoding, `forward_ms` for one
+    probed forward pass."""
 
     image: LoadedImage
     estimate: PoseEstimate
@@ -48,8 +49,7 @@ class InspectResult:
     flip: bool
 
 
-def run_inspect(loaded: LoadedModel, image: LoadedImage, box: np.ndarray | None, flip: bool = True,
-            checkpoint: str | None = None) -> InspectResult:
+def run_inspect(loaded: LoadedModel, image: LoadedImage, box: np.ndarray | None, flip: bool = True) -> InspectResult:
     """Run `loaded` on `image` in `box` (x, y, w, h working pixels; None: whole image): keypoints, heatmaps and
     the weight maps of the crop the model saw."""
     network = loaded.network
@@ -62,7 +62,7 @@ def run_inspect(loaded: LoadedModel, image: LoadedImage, box: np.ndarray | None,
             _, maps = run_with_probes(network, crop)
         end = time.perf_counter()
     arrays = {name: value[0].float().cpu().numpy() for name, value in maps.items()}
-    return InspectResult(image, estimate, arrays, (loaded.name, loaded.weights, checkpoint), loaded.label,
+    return InspectResult(image, estimate, arrays, (loaded.name, loaded.weights, loaded.checkpoint), loaded.label,
                          loaded.trained, (middle - start) * 1e3, (end - middle) * 1e3, flip)
 
 
@@ -94,8 +94,8 @@ def status_text(result: InspectResult, device: torch.device) -> str:
     image = result.image
     lines = [f"**{result.label}**"]
     if not result.trained:
-        lines.append("Untrained (random init): no trained weights for this model yet, so the keypoints are "
-                     "meaningless; the weight maps still show what the untrained blocks compute.")
+        lines.append("Untrained (random init): with random weights the keypoints are meaningless; the weight maps "
+                     "show what the untrained blocks compute.")
     width, height = image.original_size
     size = f"{width}x{height} px"
     if image.scale != 1.0:
@@ -177,7 +177,8 @@ def inspect_outputs(result: InspectResult, cache: ModelCache, location: str | No
     np.save(folder / "heatmaps.npy", estimate.heatmaps.astype(np.float32))
     files = [folder / "keypoints.json", folder / "heatmaps.npy"]
     pictures = {"skeleton": skeleton, "heatmaps": grid, "heatmaps-over-crop": merged,
-                f"weights-{_slug(location or '')}": weight_maps, f"gradcam-{_slug(joint)}-{_slug(layer or '')}": gradcam}
+                f"weights-{_slug(location or '')}": weight_maps,
+                f"gradcam-{_slug(joint)}-{_slug(layer or '')}": gradcam}
     for name, picture in pictures.items():
         if picture is not None:
             files.append(folder / f"{name}.png")

@@ -101,7 +101,7 @@ class Workbench:
         image, box = self.image_and_box(upload, example, box_mode, box_text, detection)
         checkpoint = checkpoint if weights == CHECKPOINT else None
         loaded = self.cache.get(model_name, weights, checkpoint)
-        result = run_inspect(loaded, image, box, flip, checkpoint)
+        result = run_inspect(loaded, image, box, flip)
         return inspect_outputs(result, self.cache, location, joint, layer, self._folder()), result
 
     @staticmethod

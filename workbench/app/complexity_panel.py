@@ -81,16 +81,12 @@ def build() -> None:
         compute = gr.Button("Compute now (quick)", variant="primary")
         read = gr.Button("Read the report files")
     table = gr.Dataframe(label="Complexity", interactive=False)
-    plots = gr.Gallery(label="Plots", columns=2, format="png")
+    plots = gr.Gallery(label="Plots", columns=2, height=460, object_fit="contain", format="png")
 
     def computed(chosen: list[str], size_text: str):
         height, width = (int(v) for v in size_text.split("x"))
         result = quick_report(list(chosen), (height, width))
         return result, [(complexity_plot(result), "latency against FLOPs and parameters")]
 
-    def from_files():
-        result, pictures = read_report()
-        return result, pictures
-
     compute.click(readable(computed), [names, size], [table, plots], api_name="complexity")
-    read.click(readable(from_files), None, [table, plots], api_name="complexity_report")
+    read.click(readable(read_report), None, [table, plots], api_name="complexity_report")

@@ -64,7 +64,8 @@ def example_images() -> dict[str, Callable[[], np.ndarray]]:
     if (fashion / "person_keypoints_val.json").is_file():
         images = read_json(fashion / "person_keypoints_val.json", "fashion-pose annotations").get("images", [])
         for info in images[:FASHION_EXAMPLES]:
-            examples[f"{info['file_name']} (fashion-pose val)"] = partial(read_image, fashion / "images" / info["file_name"])
+            path = fashion / "images" / info["file_name"]
+            examples[f"{info['file_name']} (fashion-pose val)"] = partial(read_image, path)
     return examples
 
 

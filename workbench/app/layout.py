@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from model import model_names
 from workbench.app import complexity_panel
 from workbench.app.callbacks import COMPARE_MODELS, DEFAULT_MODEL, Workbench, compare_locations
 from workbench.app.inputs import BOX_MODES, MAX_SIDE
 from workbench.app.messages import readable
+from workbench.app.models import model_choices
 from workbench.keypoints import JOINT_NAMES
 
 INTRO = f"""# Lite CSW-HRNet workbench
@@ -41,7 +41,7 @@ def build_app(workbench: Workbench) -> gr.Blocks:
                         example = gr.Dropdown(list(workbench.examples), value=None, label="or an example")
                         preview = gr.Image(label="Image and person box", format="png", interactive=False,
                                            elem_id="preview")
-                        model = gr.Dropdown(model_names(), value=DEFAULT_MODEL, label="Model")
+                        model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
                         weight = gr.Dropdown(weights, value=weights_value, label="Weights")
                         with gr.Accordion("Own checkpoint", open=False):
                             checkpoint = gr.File(label="State dict (.pt / .pth), used with 'checkpoint file'",
@@ -59,32 +59,38 @@ def build_app(workbench: Workbench) -> gr.Blocks:
                     with gr.Column(scale=2):
                         status = gr.Markdown(elem_id="inspect-status")
                         with gr.Row():
-                            skeleton = _figure("Skeleton and joint confidence", "skeleton", height=420)
-                            merged = _figure("Heatmaps over the crop", "merged-heatmaps", height=420)
+                            skeleton = _figure("Skeleton and joint confidence", "skeleton", height=460)
+                            merged = _figure("Heatmaps over the crop", "merged-heatmaps", height=460)
                         with gr.Accordion("Keypoints table", open=False):
                             table = gr.Dataframe(label="Keypoints (original image pixels)", interactive=False)
-                        grid = _figure("The 17 joint heatmaps", "heatmap-grid")
                         location = gr.Dropdown(locations, value=location_value,
                                                label="Weighting function (stage / module / block / branch)")
                         weight_maps = _figure("Weight maps", "weight-maps")
                         with gr.Row():
-                            joint = gr.Dropdown(list(JOINT_NAMES), value=JOINT_NAMES[0], label="Grad-CAM joint")
-                            layer = gr.Dropdown(layers, value=layer_value, label="Grad-CAM layer")
-                        gradcam = _figure("Grad-CAM", "gradcam", height=420)
+                            with gr.Column(scale=3):
+                                grid = _figure("The 17 joint heatmaps", "heatmap-grid")
+                            with gr.Column(scale=2):
+                                with gr.Row():
+                                    joint = gr.Dropdown(list(JOINT_NAMES), value=JOINT_NAMES[0], label="Grad-CAM joint")
+                                    layer = gr.Dropdown(layers, value=layer_value, label="Grad-CAM layer")
+                                gradcam = _figure("Grad-CAM", "gradcam", height=380)
                         downloads = gr.File(label="Downloads: keypoints (COCO json), heatmaps (npy), figures (PNG)",
                                             file_count="multiple", interactive=False)
             with gr.Tab("Compare", id="compare"):
                 gr.Markdown("The image and person box chosen in Inspect, through several models with their default "
                             "weights (untrained models are marked).")
                 with gr.Row():
-                    compare_models = gr.CheckboxGroup(model_names(), value=list(COMPARE_MODELS), label="Models")
+                    compare_models = gr.CheckboxGroup(model_choices(), value=list(COMPARE_MODELS), label="Models")
                     compare_location = gr.Dropdown(compare_locations(), value=location_value,
                                                    label="Weighting function to show side by side")
                 compare_run = gr.Button("Compare", variant="primary", elem_id="run-compare")
                 latency = gr.Dataframe(label="Latency on this machine and confidence", interactive=False)
-                skeletons = gr.Gallery(label="Skeletons", columns=3, format="png", elem_id="compare-skeletons")
-                heatmaps = gr.Gallery(label="Heatmaps over the crop", columns=3, format="png")
-                compare_weights = gr.Gallery(label="Weight maps (CSW next to Lite-HRNet)", columns=1, format="png")
+                skeletons = gr.Gallery(label="Skeletons", columns=3, height=480, object_fit="contain", format="png",
+                                       elem_id="compare-skeletons")
+                heatmaps = gr.Gallery(label="Heatmaps over the crop", columns=3, height=400, object_fit="contain",
+                                      format="png")
+                compare_weights = gr.Gallery(label="Weight maps (CSW next to Lite-HRNet)", columns=2, height=360,
+                                             object_fit="contain", format="png")
             with gr.Tab("Complexity", id="complexity"):
                 complexity_panel.build()
 

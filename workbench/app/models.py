@@ -48,6 +48,11 @@ def weight_choices(name: str) -> list[tuple[str, str]]:
     return choices + [(UNTRAINED, UNTRAINED), (CHECKPOINT, CHECKPOINT)]
 
 
+def model_choices() -> list[tuple[str, str]]:
+    """(label, name) for every model, labelled "(untrained)" when the manifest has no weights for it."""
+    return [(name if available_weights(name) else f"{name} (untrained)", name) for name in model_names()]
+
+
 def default_weights(name: str) -> str:
     """The best manifest entry of model `name`, or UNTRAINED if it has none."""
     entries = available_weights(name)
@@ -56,18 +61,24 @@ def default_weights(name: str) -> str:
 
 @dataclass
 class LoadedModel:
-    """A network ready for inference (eval mode, on the app's device), what it is, and the lock its users hold."""
+    """A network ready for inference (eval mode, on the app's device), the menu choices it was built from (`weights`:
+    a manifest entry name, UNTRAINED or CHECKPOINT with the `checkpoint` file), and the lock its users hold."""
 
     network: nn.Module
     name: str
     weights: str
-    trained: bool
+    checkpoint: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
+    def trained(self) -> bool:
+        return self.weights != UNTRAINED
+
+    @property
     def label(self) -> str:
-        """"model · weights", the weights marked when the model is untrained."""
-        return f"{self.name} · {self.weights if self.trained else UNTRAINED}"
+        """"model · weights", e.g. "lite_csw_hrnet · untrained (random init)"."""
+        weights = f"checkpoint {Path(self.checkpoint).name}" if self.weights == CHECKPOINT else self.weights
+        return f"{self.name} · {weights}"
 
 
 def _untrained(name: str) -> nn.Module:
@@ -109,15 +120,15 @@ class ModelCache:
 
     def _load(self, name: str, weights: str, checkpoint: str | Path | None) -> LoadedModel:
         if weights == UNTRAINED:
-            return LoadedModel(_untrained(name).eval().to(self.device), name, UNTRAINED, trained=False)
+            return LoadedModel(_untrained(name).eval().to(self.device), name, UNTRAINED)
         if weights == CHECKPOINT:
             network = load_model(name, checkpoint, DEFAULT_INPUT_SIZE)
-            return LoadedModel(network.to(self.device), name, f"checkpoint {Path(checkpoint).name}", trained=True)
+            return LoadedModel(network.to(self.device), name, CHECKPOINT, str(checkpoint))
         entry_names = [entry.name for entry in available_weights(name)]
         if weights not in entry_names:
             raise WorkbenchError(f"no weights {weights!r} for {name} in the manifest. Choose one of: "
                                  f"{', '.join(entry_names + [UNTRAINED])}.")
-        return LoadedModel(load_weights(weights, self.device), name, weights, trained=True)
+        return LoadedModel(load_weights(weights, self.device), name, weights)
 
 
 @dataclass(frozen=True)

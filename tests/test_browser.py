@@ -1,0 +1,84 @@
+"""The app in a real browser: headless Chromium (Debian's package) driven by Playwright uploads a photo, runs
+Inspect, sees the skeleton and the weight maps, and saves the README's screenshot to docs/app.png.
+
+Skips where Chromium is missing, but fails in CI (env CI set), where `.ci/run` installs it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from workbench.app.callbacks import Workbench
+from workbench.app.layout import build_app
+from workbench.app.models import ModelCache
+from workbench.paths import REPO_ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = REPO_ROOT / "docs" / "app.png"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if not (Path(CHROMIUM).is_file() and shutil.which(CHROMIUM)):
+        message = f"Chromium not found at {CHROMIUM}; install it with `apt-get install -y chromium`"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The app served from a thread of this process on a free local port (one PyTorch thread meanwhile)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    app = build_app(Workbench(ModelCache(torch.device("cpu")), tmp_path_factory.mktemp("downloads")))
+    app.queue(default_concurrency_limit=2)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_inspect_in_a_browser_shows_the_skeleton_and_the_weight_maps(chromium, app_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+    from skimage import data
+
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            tmp_path / "profile", executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1440, "height": 1000})
+        try:
+            page = browser.new_page()
+            page.goto(app_url)
+            page.locator("#image-upload input[type=file]").set_input_files(str(photo))
+            expect(page.locator("#preview img")).to_be_visible(timeout=60_000)
+            page.locator("#run-inspect").click()
+            expect(page.locator("#skeleton img")).to_be_visible(timeout=120_000)
+            expect(page.locator("#weight-maps img")).to_be_visible(timeout=120_000)
+            expect(page.locator("#inspect-status")).to_contain_text("lite_csw_hrnet")
+            for selector in ("#skeleton img", "#weight-maps img"):
+                assert page.locator(selector).evaluate("image => image.naturalWidth") > 200
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+    assert cv2.imread(str(SCREENSHOT)).shape[1] == 1440

@@ -1,0 +1,234 @@
+"""Training: configs and overrides, the loss, the schedule, the sampler; a real short run on fashion-pose photos;
+resume after SIGTERM equals an uninterrupted run; a 2-process gloo run; refusal of corrupt or mismatched
+checkpoints; the stop on a non-finite loss."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import build_model, model_names
+from workbench.checkpoints import load_model
+from workbench.cli import main
+from workbench.data import CocoKeypoints
+from workbench.errors import WorkbenchError
+from workbench.paths import REPO_ROOT
+from workbench.training import build_config, config_names, load_config, read_log, train
+from workbench.training.checkpointing import load_checkpoint
+from workbench.training.data import ResumableSampler
+from workbench.training.loss import JointsMSELoss
+from workbench.training.schedule import lr_factor
+
+FASHION = "lite_csw_hrnet_256x192_fashion"
+TINY = ["model.input_size=[64,64]", "data.subset=48", "validation.subset=8", "train.batch_size=8", "train.epochs=3",
+        "train.warmup_iters=4", "validation.every=2", "train.threads=1", "data.workers=0", "output.progress=false"]
+"""A run of 3 epochs x 6 steps at 64x64 on 48 fashion-pose photos: mechanics, not accuracy."""
+
+
+def _tiny(data_root: Path, *more: str) -> list[str]:
+    return [*TINY, f"data.root={data_root}", *more]
+
+
+def _run_cli(args: list[str], **options) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "workbench", "train", *args], cwd=REPO_ROOT,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **options)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(data_root, tmp_path_factory) -> tuple[dict, Path]:
+    """The config and output folder of an uninterrupted tiny run."""
+    config = load_config(FASHION, _tiny(data_root))
+    output = tmp_path_factory.mktemp("tiny") / "run"
+    result = train(config, output)
+    assert (result.epochs_done, result.step, result.stopped_by) == (3, 18, None)
+    return config, output
+
+
+# configs
+
+def test_every_shipped_config_loads_and_follows_its_recipe():
+    names = config_names()
+    assert {f"{m}_{s}_coco" for m in ("lite_csw_hrnet", "lite_hrnet_18", "mobilenetv2", "shufflenetv2")
+            for s in ("256x192", "384x288")} <= set(names)
+    for name in names:
+        config = load_config(name)
+        model, data, train_ = config["model"], config["data"], config["train"]
+        height, width = model["input_size"]
+        assert config["name"] == name and model["name"] in model_names() and f"_{height}x{width}_" in name
+        assert data["sigma"] == 2.0 * height / 256 and train_["warmup_ratio"] == 0.001 and train_["gamma"] == 0.1
+        if name.endswith("_coco"):
+            assert (train_["epochs"], train_["milestones"], train_["warmup_iters"]) == (210, [170, 200], 500)
+            assert train_["batch_size"] == (64 if height == 256 else 32)
+            pretrained = model["name"] in ("mobilenetv2", "shufflenetv2", "resnet50", "resnet152", "hrnet_w32")
+            assert train_["lr"] == (5e-4 if pretrained else 2e-3)
+        else:  # the short fashion-pose schedule keeps the recipe's shape
+            assert train_["lr"] == 2e-3 and data["train_annotations"].startswith("fashion-pose/")
+            assert [m / train_["epochs"] for m in train_["milestones"]] == pytest.approx([170 / 210, 200 / 210],
+                                                                                      abs=0.02)
+    paper = load_config("lite_csw_hrnet_256x192_coco")["data"]["augmentation"]
+    assert (paper["rotation_limit"], paper["scale_factor"], paper["flip_prob"]) == (30.0, 0.25, 0.5)
+
+
+def test_overrides_are_typed_and_unknown_or_wrong_settings_are_refused():
+    config = load_config(FASHION, ["train.epochs=5", "train.lr=1e-3", "model.input_size=[128, 96]",
+                                   "model.options.spatial_kernel=5", "data.root=/datasets"])
+    assert config["train"]["epochs"] == 5 and config["train"]["lr"] == 1e-3
+    assert config["model"]["input_size"] == [128, 96] and config["model"]["options"] == {"spatial_kernel": 5}
+    assert config["data"]["root"] == "/datasets"
+    with pytest.raises(WorkbenchError, match=r"unknown setting train\.lrr.*train\.lr"):
+        load_config(FASHION, ["train.lrr=1"])
+    with pytest.raises(WorkbenchError, match="train.epochs .* must be int"):
+        load_config(FASHION, ["train.epochs=many"])
+    with pytest.raises(WorkbenchError, match="multiples of 32"):
+        load_config(FASHION, ["model.input_size=[100,96]"])
+    with pytest.raises(WorkbenchError, match="not of the form"):
+        load_config(FASHION, ["train.epochs"])
+    with pytest.raises(WorkbenchError, match="config not found: no_such_config.*lite_csw_hrnet_256x192_coco"):
+        load_config("no_such_config")
+
+
+# loss, schedule, sampler
+
+def test_loss_is_mmpose_joints_mse_with_target_weights():
+    torch.manual_seed(0)
+    heatmaps, targets = torch.rand(2, 17, 8, 6), torch.rand(2, 17, 8, 6)
+    weights = (torch.rand(2, 17) > 0.3).float()
+    per_joint = [0.5 * torch.nn.functional.mse_loss(heatmaps[:, k].reshape(2, -1) * weights[:, k, None],
+                                                    targets[:, k].reshape(2, -1) * weights[:, k, None])
+                 for k in range(17)]
+    loss = JointsMSELoss()(heatmaps, targets, weights)
+    assert loss.item() == pytest.approx(torch.stack(per_joint).mean().item(), rel=1e-6)
+    unweighted = heatmaps.clone()
+    unweighted[weights == 0] += 10.0  # joints of weight 0 add nothing
+    assert JointsMSELoss()(unweighted, targets, weights).item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_lr_schedule_warms_up_over_iterations_then_steps_down_at_epochs():
+    def factor(step: int) -> float:
+        return lr_factor(step, 100, 500, 0.001, [170, 200], 0.1)
+
+    assert factor(0) == pytest.approx(0.001) and factor(250) == pytest.approx(0.5005) and factor(500) == 1.0
+    assert factor(16_999) == 1.0 and factor(17_000) == pytest.approx(0.1) and factor(20_000) == pytest.approx(0.01)
+
+
+def test_sampler_shares_an_epoch_among_processes_and_starts_mid_epoch():
+    shares = [list(ResumableSampler(10, num_replicas=2, rank=rank, seed=3)) for rank in (0, 1)]
+    assert sorted(index for share in shares for _, index in share) == list(range(10))
+    sampler = ResumableSampler(10, seed=3)
+    sampler.set_epoch(4)
+    whole = list(sampler)
+    assert whole != list(ResumableSampler(10, seed=3)) and {epoch for epoch, _ in whole} == {4}
+    sampler.set_epoch(4, start=6)
+    assert list(sampler) == whole[6:] and len(sampler) == 4
+
+
+# runs
+
+def test_short_real_run_on_fashion_pose_photos_lowers_the_loss(data_root, tmp_path):
+    config = load_config(FASHION, [f"data.root={data_root}", "model.input_size=[128,96]", "data.subset=96",
+                                   "train.batch_size=16", "train.epochs=4", "train.warmup_iters=6",
+                                   "validation.every=4", "validation.subset=16", "train.threads=1",
+                                   "data.workers=1", "output.progress=false"])
+    result = train(config, tmp_path)
+    records = read_log(tmp_path / "log.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4] and result.step == 24
+    assert records[-1]["loss"] < 0.9 * records[0]["loss"]
+    assert records[-1]["AP"] is not None and (tmp_path / "best.pt").is_file()
+    assert (tmp_path / "training_curves.png").stat().st_size > 10_000
+
+    # on the same crops without augmentation, the trained network beats the one it started from
+    crops = CocoKeypoints(data_root / "fashion-pose" / "person_keypoints_train.json",
+                          data_root / "fashion-pose" / "images", (128, 96), sigma=2.0, enclose_keypoints=True)
+    batch = torch.utils.data.default_collate([crops[i] for i in range(32)])
+    torch.manual_seed(config["train"]["seed"])
+    start = build_model("lite_csw_hrnet", input_size=(128, 96)).eval()
+    trained = load_model("lite_csw_hrnet", tmp_path / "last.pt", (128, 96))
+    with torch.no_grad():
+        before, after = (JointsMSELoss()(net(batch["image"]), batch["target"], batch["target_weight"]).item()
+                         for net in (start, trained))
+    assert after < 0.9 * before
+
+
+def test_resume_after_sigterm_gives_the_weights_of_an_uninterrupted_run(tiny_run, data_root, tmp_path):
+    config, reference = tiny_run
+    output = tmp_path / "run"
+    args = ["--config", FASHION, "--output", str(output), "--set", *_tiny(data_root)]
+    process = _run_cli(args)
+    while not (output / "last.pt").exists() and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    interrupted = load_checkpoint(output / "last.pt")
+    assert 6 <= interrupted["step"] < 18 and "stopped by SIGTERM" in stderr
+
+    result = train(config, output, resume=output / "last.pt")
+    assert (result.epochs_done, result.step, result.stopped_by) == (3, 18, None)
+    resumed, uninterrupted = load_checkpoint(output / "last.pt"), load_checkpoint(reference / "last.pt")
+    for key, value in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+    for moments, expected in zip(resumed["optimizer"]["state"].values(), uninterrupted["optimizer"]["state"].values()):
+        assert torch.equal(moments["exp_avg"], expected["exp_avg"])
+    assert [r["loss"] for r in read_log(output / "log.jsonl")] == [r["loss"] for r in
+                                                                    read_log(reference / "log.jsonl")]
+
+
+def test_two_gloo_processes_under_torchrun_train_and_rank0_checkpoint_loads(data_root, tmp_path):
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "workbench", "train", "--config", FASHION, "--output", str(output), "--set",
+               *_tiny(data_root, "train.batch_size=4", "train.epochs=2")]
+    finished = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                              capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    state = torch.load(output / "last.pt", map_location="cpu", weights_only=True)
+    assert (state["world_size"], state["epoch"], state["step"]) == (2, 2, 12)  # 48 crops / (2 x 4) per epoch
+    assert state["config"]["train"]["batch_size"] == 4 and state["best_epoch"] == 2
+    load_model("lite_csw_hrnet", output / "last.pt", (64, 64))
+    assert [r["epoch"] for r in read_log(output / "log.jsonl")] == [1, 2]
+
+
+def test_corrupt_or_mismatched_checkpoints_are_refused_with_a_clear_message(tiny_run, tmp_path, capsys):
+    config, reference = tiny_run
+    good = (reference / "last.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(good[: len(good) // 2])
+    (tmp_path / "noise.pt").write_bytes(os.urandom(4096))
+    torch.save(build_model("lite_csw_hrnet", (64, 64)).state_dict(), tmp_path / "weights_only.pt")
+    for name, message in [("truncated.pt", "not a readable checkpoint"), ("noise.pt", "not a readable checkpoint"),
+                          ("weights_only.pt", "not a training checkpoint"), ("missing.pt", "checkpoint not found")]:
+        with pytest.raises(WorkbenchError, match=message):
+            train(config, tmp_path / "out", resume=tmp_path / name)
+    other = build_config(config, ["model.name=lite_hrnet_18"])
+    with pytest.raises(WorkbenchError, match=r"another network .*model\.name: 'lite_csw_hrnet' -> 'lite_hrnet_18'"):
+        train(other, tmp_path / "out", resume=reference / "last.pt")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--resume", str(tmp_path / "truncated.pt")])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "truncated.pt" in error and "\n" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_new_run_does_not_overwrite_a_saved_one(tiny_run):
+    config, reference = tiny_run
+    with pytest.raises(WorkbenchError, match="already holds a run.*--resume"):
+        train(config, reference)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_root, tmp_path):
+    # the lr jumps by 1e30 after epoch 1: the weights blow up and the loss stops being finite in epoch 2
+    config = load_config(FASHION, _tiny(data_root, "data.subset=32", "validation.every=0", "train.milestones=[1]",
+                                        "train.gamma=1e30"))
+    with pytest.raises(WorkbenchError, match=r"loss became (nan|inf) at epoch 2.*last good checkpoint.*kept"):
+        train(config, tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 4)
+    assert all(torch.isfinite(value).all() for value in state["model"].values() if value.is_floating_point())

@@ -1,0 +1,97 @@
+"""The published figures of Tables 2 and 3 (seed paper) and of `shared/reference/table-rows.md`, read from
+`published_figures.yaml`, where every figure names its source."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FIGURES_FILE = Path(__file__).with_name("published_figures.yaml")
+G = 2**30
+M = 2**20
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One printed row of the seed paper: `source` (a key of `sources`), params in millions, GFLOPs, COCO metrics
+    in percent (`ap`, `ap50`, `ap75`, `apm`, `apl`, `ar`)."""
+
+    source: str
+    params_m: float
+    gflops: float
+    ap: float
+    ap50: float
+    ap75: float
+    apm: float
+    apl: float
+    ar: float
+
+
+@dataclass(frozen=True)
+class PublishedRow:
+    """Everything published about one network at one input size (H, W).
+
+    `reference` holds table-rows.md's figures: params, gflops (in `unit`, "G" = 2^30 or "M" = 2^20),
+    recomputed_a / recomputed_b (G = 2^30 unless unit is "M"), ap, and an optional note.
+    """
+
+    model: str
+    label: str
+    input_size: tuple[int, int]
+    convention: str
+    in_zoo: bool = True
+    paper: tuple[PaperRow, ...] = ()
+    reference: dict[str, Any] | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def reference_recomputed_ops(self) -> float | None:
+        """table-rows.md's recomputed figure under the row's own convention, as an operation count."""
+        if not self.reference:
+            return None
+        value = self.reference.get(f"recomputed_{self.convention.lower()}")
+        if value is None:
+            return None
+        return value * (M if self.reference.get("unit") == "M" else G)
+
+    def reference_published_ops(self) -> float | None:
+        """table-rows.md's published figure, as an operation count."""
+        if not self.reference:
+            return None
+        return self.reference["gflops"] * (M if self.reference.get("unit") == "M" else G)
+
+    def paper_row(self, source: str) -> PaperRow | None:
+        """The seed paper's printed row from `source` ("seed_table2" or "seed_table3"), if it prints one."""
+        return next((row for row in self.paper if row.source == source), None)
+
+
+@lru_cache(maxsize=1)
+def published_rows() -> tuple[PublishedRow, ...]:
+    """Every published row, in the order of `published_figures.yaml`."""
+    data = yaml.safe_load(FIGURES_FILE.read_text())
+    sources = dict(data["sources"])
+    return tuple(
+        PublishedRow(
+            model=item["model"],
+            label=item["label"],
+            input_size=tuple(item["input_size"]),
+            convention=item["convention"],
+            in_zoo=item.get("in_zoo", True),
+            paper=tuple(PaperRow(**row) for row in item.get("paper") or ()),
+            reference=item.get("reference"),
+            sources=sources,
+        )
+        for item in data["rows"]
+    )
+
+
+def published_row(model: str, input_size: tuple[int, int]) -> PublishedRow | None:
+    """The published row of `model` at `input_size` (H, W), or None if no table prints one."""
+    return next((r for r in published_rows() if r.model == model and r.input_size == tuple(input_size)), None)
+
+
+def row_convention(model: str) -> str:
+    """The counting convention the published tables use for `model` ("A" or "B"); "B" for the Lite family."""
+    return next((r.convention for r in published_rows() if r.model == model), "B")

@@ -1,0 +1,237 @@
+"""Training settings: YAML files in `workbench/configs/`, checked against one table of known settings.
+
+A config is a nested dict of plain values (it is stored inside every checkpoint as it is). Its sections:
+`model` (network and input size), `data` (files, targets, augmentation, loading), `train` (optimiser, schedule,
+precision, devices), `validation` and `output`. Any setting can be changed with an override "section.key=value"
+whose value is read as YAML (`train.epochs=5`, `model.input_size=[128,96]`, `data.root=/datasets`).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workbench.errors import WorkbenchError
+from workbench.paths import data_root
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+Config = dict[str, Any]
+
+# Every setting: dotted name -> (accepted types, default). The defaults are Lite-HRNet's official COCO 256x192
+# recipe; a `dict` setting (model.options) is passed on as it is.
+SETTINGS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "name": ((str,), "run"),
+    "model.name": ((str,), "lite_csw_hrnet"),
+    "model.input_size": ((list,), [256, 192]),
+    "model.options": ((dict,), {}),
+    "model.backbone_weights": ((str, type(None)), None),
+    "data.root": ((str, type(None)), None),
+    "data.train_annotations": ((str,), "coco/annotations/person_keypoints_train2017.json"),
+    "data.train_images": ((str,), "coco/train2017"),
+    "data.val_annotations": ((str,), "coco/annotations/person_keypoints_val2017.json"),
+    "data.val_images": ((str,), "coco/val2017"),
+    "data.sigma": ((float, type(None)), None),
+    "data.encoding": ((str,), "standard"),
+    "data.enclose_keypoints": ((bool,), False),
+    "data.subset": ((int, type(None)), None),
+    "data.workers": ((int,), 4),
+    "data.augmentation.flip_prob": ((float,), 0.5),
+    "data.augmentation.half_body_prob": ((float,), 0.3),
+    "data.augmentation.half_body_min_joints": ((int,), 8),
+    "data.augmentation.scale_factor": ((float,), 0.25),
+    "data.augmentation.rotation_factor": ((float,), 30.0),
+    "data.augmentation.rotation_limit": ((float,), 60.0),
+    "data.augmentation.rotation_prob": ((float,), 0.6),
+    "train.epochs": ((int,), 210),
+    "train.batch_size": ((int,), 64),
+    "train.lr": ((float,), 2e-3),
+    "train.weight_decay": ((float,), 0.0),
+    "train.warmup_iters": ((int,), 500),
+    "train.warmup_ratio": ((float,), 1e-3),
+    "train.milestones": ((list,), [170, 200]),
+    "train.gamma": ((float,), 0.1),
+    "train.seed": ((int,), 0),
+    "train.device": ((str,), "auto"),
+    "train.precision": ((str,), "auto"),
+    "train.channels_last": ((bool,), False),
+    "train.sync_bn": ((bool,), False),
+    "train.threads": ((int, type(None)), None),
+    "validation.every": ((int,), 10),
+    "validation.subset": ((int, type(None)), None),
+    "validation.flip": ((bool,), True),
+    "validation.batch_size": ((int,), 32),
+    "output.tensorboard": ((bool,), False),
+    "output.progress": ((bool,), True),
+    "output.log_every": ((int,), 50),
+}
+
+PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+"""train.precision: autocast dtype. auto = float16 with loss scaling on CUDA, float32 on the CPU."""
+ENCODINGS = ("standard", "unbiased")
+# Settings that define the network: a checkpoint only resumes a config that agrees on them.
+MODEL_KEYS = ("model.name", "model.input_size", "model.options")
+
+
+def config_names() -> list[str]:
+    """The names of the configs shipped in `workbench/configs/` (file stems)."""
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.yaml"))
+
+
+def config_file(source: str | Path) -> Path:
+    """A config file given as a path, or as the name of a shipped config (with or without `.yaml`)."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise WorkbenchError(f"config not found: {source}. Pass a YAML file or one of: {', '.join(config_names())}.")
+
+
+def flatten(nested: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}; a `dict` setting of SETTINGS stays one value."""
+    flat: dict[str, Any] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name not in SETTINGS:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def unflatten(flat: dict[str, Any]) -> Config:
+    """{"train.lr": 1} -> {"train": {"lr": 1}}."""
+    nested: Config = {}
+    for name, value in flat.items():
+        *sections, key = name.split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = value
+    return nested
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    """`value` of setting `name` checked against its accepted types. An int is accepted as a float, and so is a
+    string such as "2e-3" (which PyYAML reads as a string: YAML 1.1 floats need a dot, "2.0e-3")."""
+    types, _ = SETTINGS[name]
+    if float in types and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if float in types and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+        raise WorkbenchError(f"setting {name} in {where} is {value!r}; it must be {expected}.")
+    return copy.deepcopy(value)
+
+
+def _set(flat: dict[str, Any], name: str, value: Any, where: str) -> None:
+    """Set one dotted setting; `model.options.<key>` sets one model option."""
+    for parent in (n for n in SETTINGS if SETTINGS[n][0] == (dict,)):
+        if name.startswith(parent + "."):
+            flat[parent] = {**flat[parent], name[len(parent) + 1:]: value}
+            return
+    if name not in SETTINGS:
+        close = [n for n in SETTINGS if n.rsplit(".", 1)[-1] == name.rsplit(".", 1)[-1]]
+        hint = f" Did you mean {close[0]}?" if close else " Known settings: " + ", ".join(SETTINGS) + "."
+        raise WorkbenchError(f"unknown setting {name} in {where}.{hint}")
+    flat[name] = _coerce(name, value, where)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """"train.epochs=5" -> ("train.epochs", 5): the value is read as YAML."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise WorkbenchError(f"override {text!r} is not of the form section.key=value, e.g. train.epochs=5.")
+    try:
+        return name.strip(), yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as error:
+        raise WorkbenchError(f"override {text!r}: the value is not valid YAML ({error}).") from None
+
+
+def build_config(settings: dict[str, Any], overrides: list[str] = (), where: str = "the config") -> Config:
+    """Defaults, then the nested `settings`, then the "key=value" `overrides`; checked; returns a nested dict."""
+    flat = {name: copy.deepcopy(default) for name, (_, default) in SETTINGS.items()}
+    for name, value in flatten(settings).items():
+        _set(flat, name, value, where)
+    for text in overrides:
+        _set(flat, *parse_override(text), "--set")
+    config = unflatten(flat)
+    check(config)
+    return config
+
+
+def load_config(source: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (a path or a shipped config's name) and apply the "key=value" overrides."""
+    path = config_file(source)
+    try:
+        settings = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise WorkbenchError(f"config {path} is not valid YAML ({error}). Fix the file.") from None
+    if not isinstance(settings, dict):
+        raise WorkbenchError(f"config {path} must be a mapping of sections (model, data, train, ...).")
+    settings.setdefault("name", path.stem)
+    return build_config(settings, overrides, str(path))
+
+
+def check(config: Config) -> None:
+    """Refuse settings that cannot work, naming the setting and the fix."""
+    from model import model_names
+
+    model, data, train = config["model"], config["data"], config["train"]
+    if model["name"] not in model_names():
+        raise WorkbenchError(f"model.name {model['name']!r} is unknown; choose one of: {', '.join(model_names())}.")
+    size = model["input_size"]
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 and s % 32 == 0 for s in size):
+        raise WorkbenchError(f"model.input_size {size} must be [height, width] in multiples of 32, e.g. [256, 192].")
+    if data["encoding"] not in ENCODINGS:
+        raise WorkbenchError(f"data.encoding {data['encoding']!r}: choose one of {', '.join(ENCODINGS)}.")
+    if train["precision"] not in PRECISIONS:
+        raise WorkbenchError(f"train.precision {train['precision']!r}: choose one of {', '.join(PRECISIONS)}.")
+    if not all(isinstance(m, int) and m > 0 for m in train["milestones"]):
+        raise WorkbenchError(f"train.milestones {train['milestones']} must be a list of epochs, e.g. [170, 200].")
+    positive = {"train.epochs": train["epochs"], "train.batch_size": train["batch_size"],
+                "validation.batch_size": config["validation"]["batch_size"], "train.lr": train["lr"],
+                "output.log_every": config["output"]["log_every"]}
+    for name, value in positive.items():
+        if value <= 0:
+            raise WorkbenchError(f"{name} is {value}; it must be positive.")
+    for name, value in {"data.workers": data["workers"], "train.warmup_iters": train["warmup_iters"],
+                        "validation.every": config["validation"]["every"]}.items():
+        if value < 0:
+            raise WorkbenchError(f"{name} is {value}; it must be 0 or more.")
+    for name in ("data.subset", "validation.subset"):
+        section, key = name.split(".")
+        if config[section][key] is not None and config[section][key] <= 0:
+            raise WorkbenchError(f"{name} is {config[section][key]}; give a positive number of instances or null.")
+
+
+def data_path(config: Config, key: str) -> Path:
+    """`data.<key>` as a path: relative paths are under `data.root` (default: the shared data folder)."""
+    root = Path(config["data"]["root"]).expanduser() if config["data"]["root"] else data_root()
+    return root / Path(config["data"][key]).expanduser()
+
+
+def model_differences(saved: Config, wanted: Config) -> list[str]:
+    """The network settings (MODEL_KEYS) on which two configs disagree, as "name: saved -> wanted" lines."""
+    old, new = flatten(saved), flatten(wanted)
+    return [f"{name}: {old.get(name)!r} -> {new.get(name)!r}" for name in MODEL_KEYS if old.get(name) != new.get(name)]
+
+
+def changed_settings(saved: Config, wanted: Config) -> list[str]:
+    """Every setting on which two configs disagree, as "name: saved -> wanted" lines."""
+    old, new = flatten(saved), flatten(wanted)
+    return [f"{name}: {old.get(name)!r} -> {new.get(name)!r}" for name in sorted(old.keys() | new.keys())
+            if old.get(name) != new.get(name)]
+
+
+def dump(config: Config) -> str:
+    """The config as YAML text, sections in their usual order."""
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)

@@ -1,0 +1,99 @@
+"""Training data: the COCO datasets of a config and a loader whose order and augmentation depend only on
+(seed, epoch), shared out among processes like DistributedSampler, and able to start part-way through an epoch.
+
+The sampler yields (epoch, index) pairs and `EpochIndexed` sets the dataset's epoch per sample, so the
+augmentation draws are right in persistent worker processes too (they hold their own copy of the dataset).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from workbench.data import Augmentation, CocoKeypoints
+from workbench.training.config import Config, data_path
+
+
+def build_datasets(config: Config) -> tuple[CocoKeypoints, CocoKeypoints]:
+    """The augmented training set and the validation set (ground-truth boxes) of `config`, cut to
+    `data.subset` and `validation.subset` instances when set."""
+    data, size = config["data"], tuple(config["model"]["input_size"])
+    options = dict(sigma=data["sigma"], encoding=data["encoding"], enclose_keypoints=data["enclose_keypoints"])
+    train = CocoKeypoints(data_path(config, "train_annotations"), data_path(config, "train_images"), size,
+                          train=True, augmentation=Augmentation(**data["augmentation"]), seed=config["train"]["seed"],
+                          **options)
+    val = CocoKeypoints(data_path(config, "val_annotations"), data_path(config, "val_images"), size, **options)
+    for dataset, count in ((train, data["subset"]), (val, config["validation"]["subset"])):
+        if count is not None:
+            keep_first(dataset, count)
+    return train, val
+
+
+def keep_first(dataset: CocoKeypoints, count: int) -> None:
+    """Cut `dataset` to its first `count` instances (and their images), for quick runs."""
+    dataset.instances = dataset.instances[:count]
+    used = {instance.image_id for instance in dataset.instances}
+    dataset.images = {image_id: info for image_id, info in dataset.images.items() if image_id in used}
+    dataset.boxes_missing_keypoints = sum(dataset.joints_outside_crop(i) for i in range(len(dataset.instances)))
+
+
+class EpochIndexed(Dataset):
+    """`dataset[(epoch, index)]` = sample `index` with the augmentation draws of `epoch`."""
+
+    def __init__(self, dataset: CocoKeypoints) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """This process's share of a shuffled epoch as (epoch, index) pairs, from sample `start` of the share.
+
+    The order is DistributedSampler's (seeded by seed + epoch, padded to split evenly among `num_replicas`), so
+    it is the same whatever the number of loader workers, and the same again after a resume.
+    """
+
+    def __init__(self, size: int, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        self.shares = DistributedSampler(range(size), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate over `epoch`, skipping the first `start` samples of this process's share."""
+        self.epoch, self.start = epoch, start
+        self.shares.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, index) for index in itertools.islice(iter(self.shares), self.start, None))
+
+    def __len__(self) -> int:
+        return len(self.shares) - self.start
+
+
+def collate_training(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack what a training step needs: image (N, 3, H, W), target (N, 17, h, w), target_weight (N, 17), and
+    the messages of unreadable images (their target weights are already zero)."""
+    return {"image": torch.stack([s["image"] for s in samples]),
+            "target": torch.stack([s["target"] for s in samples]),
+            "target_weight": torch.stack([s["target_weight"] for s in samples]),
+            "errors": [s["error"] for s in samples if s["error"]]}
+
+
+def build_train_loader(dataset: CocoKeypoints, batch_size: int, workers: int, *, num_replicas: int = 1,
+                       rank: int = 0, seed: int = 0, pin_memory: bool = False) -> DataLoader:
+    """A DataLoader over `dataset` with a ResumableSampler (as `loader.sampler`); drops the last partial batch.
+
+    With workers > 0 the workers persist across epochs and prefetch 4 batches each; `pin_memory` for CUDA.
+    """
+    sampler = ResumableSampler(len(dataset), num_replicas, rank, seed)
+    return DataLoader(EpochIndexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate_training, pin_memory=pin_memory, drop_last=True,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                      generator=torch.Generator().manual_seed(seed))

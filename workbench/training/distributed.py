@@ -1,0 +1,71 @@
+"""Processes launched by torchrun: the process group, the device of each process, and step-wise agreement."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from workbench.errors import WorkbenchError
+
+TIMEOUT = timedelta(hours=2)
+"""How long a process waits for the others, e.g. while rank 0 validates (a full COCO val run takes minutes)."""
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where this process stands: rank and world_size over all nodes, local_rank on this node, its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 logs, validates and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup(device: str = "auto") -> Processes:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1; NCCL on CUDA, gloo on the CPU) and pick
+    this process's device: `device` "auto" is cuda:<local rank> when CUDA is present, else the CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    chosen = torch.device(device)
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise WorkbenchError(f"train.device is {device!r} but CUDA is not available: use train.device=cpu.")
+        chosen = torch.device("cuda", local_rank if chosen.index is None else chosen.index)
+        torch.cuda.set_device(chosen)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", timeout=TIMEOUT)
+    return Processes(rank, world_size, local_rank, chosen)
+
+
+def teardown(processes: Processes) -> None:
+    """Leave the process group."""
+    if processes.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def agree(values: torch.Tensor, processes: Processes) -> torch.Tensor:
+    """The sum over processes of a small float64 tensor (itself with one process)."""
+    if processes.distributed:
+        values = values.to(processes.device)
+        dist.all_reduce(values)
+    return values.cpu()
+
+
+def barrier(processes: Processes) -> None:
+    """Wait for every process (a no-op with one)."""
+    if processes.distributed:
+        dist.barrier()

@@ -1,0 +1,339 @@
+"""The trainer: one function, `train(config, output)`, read top to bottom like torchvision's reference scripts.
+
+Set-up (processes, data, network, optimiser, schedule, resumed state), then epochs of steps; at each epoch's end
+validation when due, the log line, the curves and the checkpoints (`last.pt`, and `best.pt` when the validation AP
+improves). Ctrl-C or SIGTERM ends the current step, saves `last.pt` mid-epoch and returns; a non-finite loss stops
+the run with the last good checkpoint left untouched. Under torchrun every process trains its share of each batch
+(DistributedDataParallel) and rank 0 alone validates, logs and writes.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from workbench.errors import WorkbenchError
+from workbench.training import distributed
+from workbench.training.checkpointing import capture_rng, load_checkpoint, load_weights, restore_rng, save_checkpoint
+from workbench.training.config import Config, changed_settings, dump
+from workbench.training.data import build_datasets, build_train_loader
+from workbench.training.interrupt import StopRequests
+from workbench.training.logs import TensorBoard, append_record, plot_training, truncate_log
+from workbench.training.loss import JointsMSELoss
+from workbench.training.schedule import build_scheduler
+
+LAST, BEST, LOG, CURVES = "last.pt", "best.pt", "log.jsonl", "training_curves.png"
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """How a call to `train` ended in this process (`rank`; rank 0 validates): epochs completed, optimiser steps,
+    the best validation AP (fraction) and its epoch (None if never validated), the signal that stopped it (None if
+    it ran to the end), its checkpoint."""
+
+    rank: int
+    output: Path
+    epochs_done: int
+    step: int
+    best_metric: float | None
+    best_epoch: int | None
+    stopped_by: str | None
+    checkpoint: Path
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `train.precision` on `device` (None: plain float32)."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    if precision == "float16" and device.type != "cuda":
+        raise WorkbenchError("train.precision=float16 needs CUDA; on the CPU use bfloat16 or float32.")
+    return {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[precision]
+
+
+def forward_backward(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                     criterion: nn.Module, dtype: torch.dtype | None = None,
+                     scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
+    """Loss of images (N, 3, H, W) against targets (N, 17, H/4, W/4) and weights (N, 17), gradients accumulated
+    into the parameters; the network runs under autocast to `dtype` if given, the loss in float32."""
+    with torch.autocast(images.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        heatmaps = model(images)
+    loss = criterion(heatmaps.float(), targets, weights)
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    return loss.detach()
+
+
+def train_step(model: nn.Module, batch: dict[str, Any], criterion: nn.Module, optimizer: torch.optim.Optimizer,
+               device: torch.device, dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
+               channels_last: bool = False) -> torch.Tensor:
+    """One optimiser step on a batch of `collate_training`; returns the loss (a 0-d tensor on `device`)."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    images = batch["image"].to(device, non_blocking=True, memory_format=layout)
+    targets = batch["target"].to(device, non_blocking=True)
+    weights = batch["target_weight"].to(device, non_blocking=True)
+    optimizer.zero_grad(set_to_none=True)
+    loss = forward_backward(model, images, targets, weights, criterion, dtype, scaler)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return loss
+
+
+def validate(model: nn.Module, dataset, config: Config, progress: bool) -> dict[str, Any]:
+    """COCO keypoint metrics of `model` on the validation set (ground-truth boxes, flip test as configured)."""
+    from workbench.evaluation import coco_results, evaluate_keypoints, predict_dataset
+
+    model.eval()
+    settings = config["validation"]
+    predictions = predict_dataset(model, dataset, flip=settings["flip"], batch_size=settings["batch_size"],
+                                  workers=config["data"]["workers"], progress=progress)
+    results = coco_results(predictions, category_id=dataset.category_id)
+    image_ids = sorted({i.image_id for i in dataset.instances} - set(predictions.unreadable))
+    model.train()
+    return evaluate_keypoints(dataset.coco, results, image_ids)
+
+
+def build_network(config: Config, load_backbone: bool) -> nn.Module:
+    """The config's network; SimpleBaselines get `model.backbone_weights` (a torchvision ImageNet state dict file)
+    when `load_backbone`."""
+    from model import build_model
+
+    from workbench.checkpoints import load_state_dict
+
+    options = dict(config["model"]["options"])
+    if load_backbone and config["model"]["backbone_weights"]:
+        options["backbone_weights"] = load_state_dict(Path(config["model"]["backbone_weights"]).expanduser())
+    try:
+        return build_model(config["model"]["name"], tuple(config["model"]["input_size"]), **options)
+    except ValueError as error:
+        raise WorkbenchError(f"cannot build {config['model']['name']}: {error}. Fix model.options.") from None
+
+
+def train(config: Config, output: str | Path, resume: str | Path | None = None) -> TrainingResult:
+    """Train as `config` says, writing into `output`; with `resume`, continue the run saved in that checkpoint.
+
+    Returns when the epochs are done or a stop signal was handled. Raises WorkbenchError for settings, files or
+    checkpoints that cannot work, and for a loss that stops being finite. `train.threads` holds only for the call.
+    """
+    processes = distributed.setup(config["train"]["device"])
+    threads = torch.get_num_threads()
+    try:
+        return _train(config, Path(output), None if resume is None else Path(resume), processes)
+    finally:
+        torch.set_num_threads(threads)
+        distributed.teardown(processes)
+
+
+@dataclass
+class Position:
+    """Where a run stands: the 0-based epoch in progress, batches of it done, optimiser steps in all; the epoch's
+    running sums (loss x images, images, seconds); the best validation AP so far and its (1-based) epoch."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    epoch_loss: float = 0.0
+    epoch_images: int = 0
+    epoch_seconds: float = 0.0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+
+
+def _train(config: Config, output: Path, resume: Path | None, processes: distributed.Processes) -> TrainingResult:
+    settings, main, device = config["train"], processes.main, processes.device
+    say = tqdm.write if main else (lambda text: None)
+    if settings["threads"]:
+        torch.set_num_threads(settings["threads"])
+    state = load_checkpoint(resume, config) if resume else None
+    if state is None and (output / LAST).exists():
+        raise WorkbenchError(f"{output} already holds a run ({LAST}). Continue it with --resume, or pass another "
+                             "--output.")
+    if state is not None:
+        for line in changed_settings(state["config"], config):
+            say(f"resuming with a changed setting: {line}")
+
+    torch.manual_seed(settings["seed"])
+    np.random.seed(settings["seed"])
+    random.seed(settings["seed"])
+    train_set, val_set = build_datasets(config)
+    say(f"training set: {train_set.summary()}\nvalidation set: {val_set.summary()}")
+
+    model = build_network(config, load_backbone=state is None)
+    dtype = autocast_dtype(settings["precision"], device)
+    if settings["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    if settings["sync_bn"] and processes.distributed:
+        if device.type != "cuda":
+            raise WorkbenchError("train.sync_bn needs CUDA (SyncBatchNorm); set train.sync_bn=false on the CPU.")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    network = model
+    if processes.distributed:
+        network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                      else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+    loader = build_train_loader(train_set, settings["batch_size"], config["data"]["workers"],
+                                num_replicas=processes.world_size, rank=processes.rank, seed=settings["seed"],
+                                pin_memory=device.type == "cuda")
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise WorkbenchError(f"the training set has {len(train_set)} instances: not one batch of "
+                             f"{settings['batch_size']} for each of {processes.world_size} processes. Lower "
+                             "train.batch_size or use more data.")
+    scheduler = build_scheduler(optimizer, settings, steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+    position = Position()
+    if state is not None:
+        _check_same_batches(state, settings["batch_size"], processes.world_size, resume)
+        load_weights(model, state["model"], resume)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        position = Position(**{field.name: state[field.name] for field in fields(Position)})
+        restore_rng(state["rng"])
+        say(f"resumed from {resume}: epoch {position.epoch + 1}, batch {position.batch} of {steps_per_epoch}, "
+            f"step {position.step}")
+
+    def snapshot() -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                **asdict(position), "batch_size": settings["batch_size"], "world_size": processes.world_size,
+                "rng": capture_rng(), "config": config}
+
+    board = TensorBoard(output / "tensorboard", main and config["output"]["tensorboard"])
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.yaml").write_text(dump(config))
+        truncate_log(output / LOG, position.epoch)
+    progress = main and config["output"]["progress"]
+    stopped_by = None
+    try:
+        with StopRequests() as stop:
+            while position.epoch < settings["epochs"] and stopped_by is None:
+                loader.sampler.set_epoch(position.epoch, position.batch * settings["batch_size"])
+                network.train()
+                stopped_by = _train_epoch(network, loader, optimizer, scheduler, scaler, dtype, config, processes,
+                                          position, stop, board, progress, output)
+                if stopped_by is not None:
+                    if main:
+                        save_checkpoint(snapshot(), output / LAST)
+                    break
+                record = _end_epoch(position, scheduler, model, val_set, config, processes, progress)
+                if main:
+                    append_record(output / LOG, record)
+                    board.scalars({"epoch/loss": record["loss"], "epoch/AP": record.get("AP")}, position.epoch)
+                    plot_training(output / LOG, output / CURVES, config["name"])
+                    checkpoint = snapshot()
+                    save_checkpoint(checkpoint, output / LAST)
+                    if position.best_epoch == position.epoch:
+                        save_checkpoint(checkpoint, output / BEST)
+                if _any_stop(stop, processes) and position.epoch < settings["epochs"]:
+                    stopped_by = stop.signal_name or "a stop signal on another process"
+    finally:
+        board.close()
+    distributed.barrier(processes)
+    if stopped_by is not None:
+        say(f"stopped by {stopped_by} at epoch {position.epoch + 1}, batch {position.batch}: saved {output / LAST}; "
+            "continue with --resume.")
+    return TrainingResult(processes.rank, output, position.epoch, position.step, position.best_metric,
+                          position.best_epoch, stopped_by, output / LAST)
+
+
+def _train_epoch(network: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LambdaLR, scaler: torch.amp.GradScaler | None,
+                 dtype: torch.dtype | None, config: Config, processes: distributed.Processes, position: Position,
+                 stop: StopRequests, board: TensorBoard, progress: bool, output: Path) -> str | None:
+    """Train through the rest of the epoch, advancing `position`; returns what stopped it early, if anything."""
+    settings, criterion = config["train"], JointsMSELoss()
+    bar = tqdm(total=len(loader) + position.batch, initial=position.batch, unit="batch", dynamic_ncols=True,
+               desc=f"epoch {position.epoch + 1}/{settings['epochs']}", disable=not progress)
+    started, seconds_before = time.perf_counter(), position.epoch_seconds
+    try:
+        for batch in loader:
+            for message in batch["errors"]:
+                tqdm.write(f"warning: {message}")
+            lr = optimizer.param_groups[0]["lr"]
+            loss = train_step(network, batch, criterion, optimizer, processes.device, dtype, scaler,
+                              settings["channels_last"])
+            scheduler.step()
+            images = len(batch["image"])
+            total_loss, total_images, stops = distributed.agree(
+                torch.tensor([loss.item() * images, images, stop.signal_name is not None], dtype=torch.float64),
+                processes).tolist()
+            if not math.isfinite(total_loss):
+                raise WorkbenchError(_non_finite_message(total_loss, position, lr, output))
+            position.step, position.batch = position.step + 1, position.batch + 1
+            position.epoch_loss += total_loss
+            position.epoch_images += int(total_images)
+            position.epoch_seconds = seconds_before + time.perf_counter() - started
+            bar.set_postfix(loss=f"{position.epoch_loss / position.epoch_images:.3e}", lr=f"{lr:.2e}",
+                            img_s=f"{position.epoch_images / position.epoch_seconds:.1f}", refresh=False)
+            bar.update()
+            if position.step % config["output"]["log_every"] == 0:
+                board.scalars({"train/loss": total_loss / total_images, "train/lr": lr}, position.step)
+            if stops:
+                return stop.signal_name or "a stop signal on another process"
+    finally:
+        bar.close()
+    return None
+
+
+def _end_epoch(position: Position, scheduler: torch.optim.lr_scheduler.LambdaLR, model: nn.Module, val_set,
+               config: Config, processes: distributed.Processes, progress: bool) -> dict[str, Any]:
+    """Close the epoch in `position`, validate if due (rank 0), and return the epoch's log record."""
+    position.epoch, position.batch = position.epoch + 1, 0
+    record = {"epoch": position.epoch, "step": position.step, "lr": last_step_lr(scheduler, position.step),
+              "loss": position.epoch_loss / position.epoch_images, "images": position.epoch_images,
+              "images_per_second": position.epoch_images / position.epoch_seconds, "seconds": position.epoch_seconds}
+    position.epoch_loss, position.epoch_images, position.epoch_seconds = 0.0, 0, 0.0
+    every = config["validation"]["every"]
+    if every and (position.epoch % every == 0 or position.epoch == config["train"]["epochs"]):
+        if processes.main:
+            metrics = validate(model, val_set, config, progress)
+            record.update({key: value for key, value in metrics.items() if key != "per_joint"})
+            if position.best_metric is None or metrics["AP"] > position.best_metric:
+                position.best_metric, position.best_epoch = metrics["AP"], position.epoch
+            tqdm.write(f"epoch {position.epoch}: validation AP {100 * metrics['AP']:.1f} (best "
+                       f"{100 * position.best_metric:.1f} at epoch {position.best_epoch})")
+        distributed.barrier(processes)
+    return record
+
+
+def _any_stop(stop: StopRequests, processes: distributed.Processes) -> bool:
+    """Whether any process has received a stop signal."""
+    return bool(distributed.agree(torch.tensor([stop.signal_name is not None], dtype=torch.float64),
+                                  processes).item())
+
+
+def last_step_lr(scheduler: torch.optim.lr_scheduler.LambdaLR, step: int) -> float:
+    """The learning rate (of the first parameter group) that optimiser step `step` (1-based) used."""
+    return scheduler.base_lrs[0] * scheduler.lr_lambdas[0](step - 1)
+
+
+def _check_same_batches(state: dict[str, Any], batch_size: int, world_size: int, path: Path) -> None:
+    """Refuse a resume whose batches would differ from the saved run's (the schedule counts steps)."""
+    saved = (state["batch_size"], state["world_size"])
+    if saved[0] * saved[1] != batch_size * world_size or (state["batch"] and saved[1] != world_size):
+        raise WorkbenchError(f"{path} was trained with {saved[1]} process(es) x batch {saved[0]}; this run has "
+                             f"{world_size} x {batch_size}. Resume with the same processes and train.batch_size "
+                             "(the schedule and the position in the epoch depend on them).")
+
+
+def _non_finite_message(total_loss: float, position: Position, lr: float, output: Path) -> str:
+    kept = (f"the last good checkpoint, {output / LAST}, is kept" if (output / LAST).exists()
+            else "no checkpoint was written yet")
+    return (f"the training loss became {total_loss} at epoch {position.epoch + 1}, step {position.step + 1} (lr "
+            f"{lr:.3g}): training stopped and {kept}. Lower train.lr or check the data, then continue with --resume "
+            "(or start afresh).")
