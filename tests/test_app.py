@@ -2,6 +2,7 @@
 and an end-to-end run of `python -m workbench app` driven by gradio_client."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -27,6 +28,7 @@ from workbench.app.inputs import MAX_SIDE, coco_image_id, detection_choices, dow
 from workbench.app.models import CHECKPOINT, UNTRAINED, ModelCache, default_weights, model_choices, \
     model_structure, resolve_device, weight_choices
 from workbench.cli import build_parser
+from workbench.complexity import FLOPS_AP_PLOT, QUICK_SPEED
 from workbench.errors import WorkbenchError
 from workbench.keypoints import JOINT_NAMES
 from workbench.paths import REPO_ROOT
@@ -386,7 +388,8 @@ def test_compare_runs_each_model_and_sets_weight_maps_side_by_side(workbench):
     outputs = workbench.compare(None, "card", "whole image", "", None, ["lite_csw_hrnet", "lite_hrnet_18"],
                                 "stage2/module1/block1/cross", False)
     assert list(outputs.table["model"]) == ["lite_csw_hrnet", "lite_hrnet_18"]
-    assert (outputs.table["forward ms (median)"] > 0).all()
+    assert (outputs.table["forward ms (median)"] >= outputs.table["min"]).all() and (outputs.table["min"] > 0).all()
+    assert list(outputs.table["weights"]) == [default_weights("lite_csw_hrnet"), default_weights("lite_hrnet_18")]
     assert outputs.table["parameters"].tolist() == [884_863, 1_130_769]
     assert len(outputs.skeletons) == len(outputs.heatmaps) == 2
     assert [caption.split(" · ")[0] for _, caption in outputs.weight_maps] == ["lite_csw_hrnet", "lite_hrnet_18"]
@@ -396,23 +399,35 @@ def test_compare_runs_each_model_and_sets_weight_maps_side_by_side(workbench):
 
 # The Complexity tab.
 
-def test_quick_complexity_measures_parameters_flops_and_latency():
-    table = complexity_panel.quick_report(["lite_hrnet_18"], (256, 192), repeats=2)
+def test_complexity_is_counted_and_timed_beside_the_published_figures():
+    speed = dataclasses.replace(QUICK_SPEED, threads=1, onnx=False, fast_variants=(), cuda=False)
+    table, flops_ap, latency = complexity_panel.quick_report(["small_hrnet_w16"], (256, 192), timing=True,
+                                                             speed=speed)
     row = table.iloc[0]
-    assert row["parameters"] == 1_130_769
-    assert row["fvcore GFLOPs (1e9)"] == pytest.approx(0.2663, abs=1e-4)
-    assert row["convention B GFLOPs (2^30)"] * 1024 == pytest.approx(205.2, abs=0.1)
-    assert row["latency ms (median, batch 1)"] > 0
-    assert complexity_panel.complexity_plot(table).ndim == 3
+    assert (row["model"], row["input"], row["parameters"], row["convention"]) == ("small_hrnet_w16", "256x192",
+                                                                                 1_284_961, "B")
+    assert row["recomputed GFLOPs (2^30)"] == pytest.approx(0.539, abs=0.002)
+    assert (row["paper GFLOPs"], row["paper params (M)"], row["paper AP val2017"]) == (0.34, 1.3, 55.2)
+    assert 0 < row["latency ms (min)"] <= row["latency ms (median, batch 1)"]
+    assert "cuda eager latency ms (median, batch 1)" not in table  # empty columns dropped
+    assert flops_ap.ndim == latency.ndim == 3 and flops_ap.shape[1] > 500 and latency.std() > 0
+    counted, flops_ap, latency = complexity_panel.quick_report(["small_hrnet_w16"], (256, 192), timing=False)
+    assert "latency ms (median, batch 1)" not in counted and flops_ap.ndim == 3 and latency is None
+    with pytest.raises(WorkbenchError, match="no models chosen"):
+        complexity_panel.quick_report([])
 
 
 def test_complexity_report_files_are_read_or_missing_explained(tmp_path):
     with pytest.raises(WorkbenchError, match="python -m workbench complexity"):
         complexity_panel.read_report(tmp_path)
     (tmp_path / "complexity.csv").write_text("model,parameters\nlite_csw_hrnet,884863\n")
-    (tmp_path / "complexity_latency.png").write_bytes(b"\x89PNG")
-    table, plots = complexity_panel.read_report(tmp_path)
-    assert table.iloc[0]["parameters"] == 884863 and [Path(p).name for p in plots] == ["complexity_latency.png"]
+    for name in (FLOPS_AP_PLOT, "training_curves.png"):
+        (tmp_path / name).write_bytes(b"\x89PNG")
+    table, flops_ap, latency = complexity_panel.read_report(tmp_path)
+    assert table.iloc[0]["parameters"] == 884863 and Path(flops_ap).name == FLOPS_AP_PLOT and latency is None
+    (tmp_path / "complexity.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(WorkbenchError, match="not a readable CSV"):
+        complexity_panel.read_report(tmp_path)
 
 
 # The page: messages, the command, and the app served for real.
@@ -440,6 +455,15 @@ def test_app_command_serves_locally_by_default():
     assert (args.host, args.port, args.share, args.device) == ("127.0.0.1", 7860, False, "auto")
     args = build_parser().parse_args(["app", "--host", "0.0.0.0", "--port", "9000", "--share", "--device", "cpu"])
     assert (args.host, args.port, args.share, args.device) == ("0.0.0.0", 9000, True, "cpu")
+
+
+def test_app_command_explains_a_busy_port():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = build_parser().parse_args(["app", "--port", str(busy.getsockname()[1]), "--device", "cpu"])
+        with pytest.raises(WorkbenchError, match="Pass a free port with --port"):
+            args.func(args)
 
 
 def _free_port() -> int:

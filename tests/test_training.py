@@ -3,13 +3,14 @@ resume after SIGTERM equals an uninterrupted run; a 2-process gloo run; refusal 
 checkpoints; the stop on a non-finite loss."""
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -34,6 +35,17 @@ TINY = ["model.input_size=[64,64]", "data.subset=48", "validation.subset=8", "tr
 
 def _tiny(data_root: Path, *more: str) -> list[str]:
     return [*TINY, f"data.root={data_root}", *more]
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread (much faster than two on a busy 2-core machine), as the tiny runs do."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _run_cli(args: list[str], **options) -> subprocess.Popen:
@@ -133,28 +145,29 @@ def test_sampler_shares_an_epoch_among_processes_and_starts_mid_epoch():
 # runs
 
 def test_short_real_run_on_fashion_pose_photos_lowers_the_loss(data_root, tmp_path):
-    config = load_config(FASHION, [f"data.root={data_root}", "model.input_size=[128,96]", "data.subset=96",
+    config = load_config(FASHION, [f"data.root={data_root}", "model.input_size=[128,96]", "data.subset=64",
                                    "train.batch_size=16", "train.epochs=4", "train.warmup_iters=6",
                                    "validation.every=4", "validation.subset=16", "train.threads=1",
                                    "data.workers=1", "output.progress=false"])
     result = train(config, tmp_path)
     records = read_log(tmp_path / "log.jsonl")
-    assert [r["epoch"] for r in records] == [1, 2, 3, 4] and result.step == 24
-    assert records[-1]["loss"] < 0.9 * records[0]["loss"]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4] and result.step == 16
+    assert records[-1]["loss"] < 0.85 * records[0]["loss"]
     assert records[-1]["AP"] is not None and (tmp_path / "best.pt").is_file()
     assert (tmp_path / "training_curves.png").stat().st_size > 10_000
 
-    # on the same crops without augmentation, the trained network beats the one it started from
+    # on the same crops without augmentation, compared as in training (BatchNorm on batch statistics), the trained
+    # network beats the one it started from
     crops = CocoKeypoints(data_root / "fashion-pose" / "person_keypoints_train.json",
                           data_root / "fashion-pose" / "images", (128, 96), sigma=2.0, enclose_keypoints=True)
-    batch = torch.utils.data.default_collate([crops[i] for i in range(32)])
+    batch = torch.utils.data.default_collate([crops[i] for i in range(16)])
     torch.manual_seed(config["train"]["seed"])
-    start = build_model("lite_csw_hrnet", input_size=(128, 96)).eval()
-    trained = load_model("lite_csw_hrnet", tmp_path / "last.pt", (128, 96))
-    with torch.no_grad():
+    start = build_model("lite_csw_hrnet", input_size=(128, 96))
+    trained = load_model("lite_csw_hrnet", tmp_path / "last.pt", (128, 96)).train()
+    with one_thread(), torch.no_grad():
         before, after = (JointsMSELoss()(net(batch["image"]), batch["target"], batch["target_weight"]).item()
                          for net in (start, trained))
-    assert after < 0.9 * before
+    assert after < 0.8 * before
 
 
 def test_resume_after_sigterm_gives_the_weights_of_an_uninterrupted_run(tiny_run, data_root, tmp_path):
@@ -165,10 +178,10 @@ def test_resume_after_sigterm_gives_the_weights_of_an_uninterrupted_run(tiny_run
     while not (output / "last.pt").exists() and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 143, stderr
     interrupted = load_checkpoint(output / "last.pt")
-    assert 6 <= interrupted["step"] < 18 and "stopped by SIGTERM" in stderr
+    assert 6 <= interrupted["step"] < 18 and "stopped by SIGTERM" in stdout
 
     result = train(config, output, resume=output / "last.pt")
     assert (result.epochs_done, result.step, result.stopped_by) == (3, 18, None)

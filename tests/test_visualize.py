@@ -135,12 +135,6 @@ def test_weight_maps_figure_picks_the_figure_for_each_kind(image):
         visualize.weight_maps_figure("stage2/module0/block0/cross", {}, image)
 
 
-def test_complexity_figure_labels_each_model():
-    figure = visualize.complexity_figure(["a", "b"], np.array([0.2, 1.5]), np.array([1e6, 9e6]), np.array([8.0, 20.0]))
-    assert [t.get_text() for t in figure.axes[0].texts] == ["a", "b"]
-    np.testing.assert_allclose(figure.axes[1].collections[0].get_offsets(), [[1.0, 8.0], [9.0, 20.0]])
-
-
 def test_joint_peak_target_scores_the_joint_heatmap_maximum():
     heatmaps = torch.zeros(17, 4, 3)
     heatmaps[5, 2, 1] = 0.7

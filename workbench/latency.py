@@ -5,10 +5,13 @@ on the machine hit all of them alike and ratios between them measured in one run
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import statistics
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +107,7 @@ def peak_memory_bytes(call: Callable[[], Any], device: str = "cpu") -> int:
         return torch.cuda.max_memory_allocated() - before
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recording:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recording:
         call()
     events = sorted(
         (event.start_ns(), event.nbytes())
@@ -116,6 +119,20 @@ def peak_memory_bytes(call: Callable[[], Any], device: str = "cpu") -> int:
         live += change
         peak = max(peak, live)
     return peak
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the profiler back-end's own log lines, which it writes to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def throughput(timing: Timing, batch_size: int) -> float:

@@ -267,19 +267,3 @@ def weight_maps_figure(location: str, maps: Mapping[str, np.ndarray], crop: np.n
                                       "weight")
     raise ValueError(f"no weight maps for {location}: expected kinds channel, spatial or weights, got {sorted(maps)}")
 
-
-def complexity_figure(names: Sequence[str], gflops: np.ndarray, parameters: np.ndarray,
-                      latency_ms: np.ndarray) -> Figure:
-    """Measured latency (ms) against GFLOPs and against parameters (millions), one labelled point per model, so
-    that a reader sees where FLOPs and latency disagree."""
-    figure = _figure(10.0, 4.0)
-    by_flops, by_params = figure.subplots(1, 2)
-    for axes, values, label in ((by_flops, np.asarray(gflops), "GFLOPs"),
-                                (by_params, np.asarray(parameters) / 1e6, "parameters (millions)")):
-        axes.scatter(values, latency_ms, color="tab:blue")
-        for name, x, y in zip(names, values, latency_ms):
-            axes.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
-        axes.set_xlabel(label)
-        axes.set_ylabel("latency (ms, median, batch 1)")
-        axes.grid(alpha=0.3)
-    return figure

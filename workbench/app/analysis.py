@@ -2,8 +2,8 @@
 
 `run_inspect` runs one model on one image and person box and returns an `InspectResult` (the per-session state
 the panels are drawn from); `inspect_outputs` draws every Inspect panel and writes the downloads;
-`weight_maps_image` and `gradcam_image` draw one panel from a result; `compare` runs several models. Errors a user
-can cause raise WorkbenchError.
+`weight_maps_image` and `gradcam_image` draw one panel from a result; `compare` runs several models and times
+them interleaved. Errors a user can cause raise WorkbenchError.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from model import run_with_probes
 from workbench import visualize
-from workbench.app.inputs import LoadedImage
+from workbench.app.inputs import MAX_SIDE, LoadedImage
 from workbench.app.models import LoadedModel, ModelCache, default_weights, model_structure
 from workbench.data.transforms import to_tensor
 from workbench.errors import WorkbenchError
@@ -27,8 +28,9 @@ from workbench.evaluation import Predictions, coco_results
 from workbench.gradcam import joint_gradcam
 from workbench.inference import PoseEstimate, estimate_pose
 from workbench.keypoints import JOINT_NAMES
+from workbench.latency import Timing, time_interleaved
 
-LATENCY_REPEATS = 5
+LATENCY_REPEATS = 10
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def status_text(result: InspectResult, device: torch.device) -> str:
     size = f"{width}x{height} px"
     if image.scale != 1.0:
         working = image.pixels.shape
-        size += f", downscaled to {working[1]}x{working[0]} (long side above 4096 px)"
+        size += f", downscaled to {working[1]}x{working[0]} (long side above {MAX_SIDE} px)"
     box = result.estimate.box * image.scale
     lines.append(f"Image {image.name}, {size}; person box x, y, w, h = {', '.join(f'{v:.0f}' for v in box)}.")
     flip = "with" if result.flip else "without"
@@ -187,22 +189,21 @@ def inspect_outputs(result: InspectResult, cache: ModelCache, location: str | No
                           weight_maps, gradcam, [str(path) for path in files])
 
 
-def forward_latency(network: torch.nn.Module, images: torch.Tensor, repeats: int = LATENCY_REPEATS) -> float:
-    """Median wall time in milliseconds of one forward pass of `network` on `images` (N, 3, H, W), after one
-    warm-up pass; CUDA work is synchronised before each reading."""
-    images = images.to(next(network.parameters()).device)
-    times = []
-    with torch.inference_mode():
-        for index in range(repeats + 1):
-            if images.is_cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            network(images)
-            if images.is_cuda:
-                torch.cuda.synchronize()
-            if index:
-                times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+def _locked_forward(loaded: LoadedModel, images: torch.Tensor) -> None:
+    with loaded.lock, torch.inference_mode():
+        loaded.network(images)
+
+
+def forward_latencies(models: list[LoadedModel], images: torch.Tensor,
+                      repeats: int = LATENCY_REPEATS) -> list[Timing]:
+    """Wall time of one forward pass of each model on `images` (1, 3, H, W), timed interleaved (one call of each
+    per round, see `workbench.latency`) after one warm-up call each; CUDA work is synchronised before each reading."""
+    device = next(models[0].network.parameters()).device
+    images = images.to(device)
+    calls = {str(index): partial(_locked_forward, loaded, images) for index, loaded in enumerate(models)}
+    timings = time_interleaved(calls, repeats=repeats, warmup=1,
+                               synchronize=torch.cuda.synchronize if device.type == "cuda" else None)
+    return [timings[str(index)] for index in range(len(models))]
 
 
 @dataclass(frozen=True)
@@ -218,24 +219,29 @@ class CompareOutputs:
 
 def compare(cache: ModelCache, image: LoadedImage, box: np.ndarray | None, names: list[str], location: str | None,
             flip: bool = True) -> CompareOutputs:
-    """Run each model of `names` (with its default weights) on the same image and box."""
+    """Run each model of `names` (with its default weights) on the same image and box; the table gives each one's
+    forward-pass latency on the first model's crop (median, min, max of the interleaved runs) and its inference time
+    (crop, forward passes, with the flip test if `flip`, decoding)."""
     if not names:
         raise WorkbenchError("no models chosen. Tick at least one model to compare.")
-    rows, skeletons, heatmaps, weight_maps = [], [], [], []
+    results = []
     for name in names:
         loaded = cache.get(name, default_weights(name))
-        result = run_inspect(loaded, image, box, flip)
+        results.append((loaded, run_inspect(loaded, image, box, flip)))
+    crop = to_tensor(results[0][1].estimate.crop)[None]
+    timings = forward_latencies([loaded for loaded, _ in results], crop)
+    rows, skeletons, heatmaps, weight_maps = [], [], [], []
+    for (loaded, result), timing in zip(results, timings):
         estimate = result.estimate
-        with loaded.lock:
-            latency = forward_latency(loaded.network, to_tensor(estimate.crop)[None])
-        rows.append({"model": name, "weights": loaded.weights, "parameters": sum(p.numel() for p in
-                                                                                   loaded.network.parameters()),
-                     "forward ms (median)": round(latency, 1), "inference ms": round(result.inference_ms, 1),
+        rows.append({"model": loaded.name, "weights": loaded.weights_label,
+                     "parameters": sum(p.numel() for p in loaded.network.parameters()),
+                     "forward ms (median)": round(timing.median_ms, 1), "min": round(timing.min_ms, 1),
+                     "max": round(timing.max_ms, 1), "inference ms": round(result.inference_ms, 1),
                      "mean joint confidence": round(float(estimate.scores.mean()), 3)})
         skeletons.append((visualize.figure_to_array(visualize.skeleton_figure(
             image.pixels, estimate.keypoints, estimate.scores, estimate.box, title=result.label)), result.label))
         heatmaps.append((visualize.figure_to_array(visualize.merged_heatmaps_figure(
-            estimate.crop, estimate.heatmaps, f"{name}: heatmaps over the crop")), result.label))
+            estimate.crop, estimate.heatmaps, f"{loaded.name}: heatmaps over the crop")), result.label))
         maps = weight_maps_image(result, location)
         if maps is not None:
             weight_maps.append((maps, f"{result.label}: {location}"))

@@ -1,92 +1,96 @@
-"""The Complexity tab: the complexity report's table and plots, read from the report files or computed on demand.
+"""The Complexity tab: the complexity report's table and plots, computed on demand or read from the report files.
 
-On demand ("quick"), each chosen model is built untrained at the chosen input size and measured here: parameters,
-fvcore GFLOPs (1e9), the two published counting conventions A and B (G = 2^30), and the median forward latency at
-batch 1 on this machine; the paper's printed values stand beside them. The full report (`python -m workbench
-complexity`) writes reports/complexity.csv and its PNG plots, which this tab reads.
+On demand, `workbench.complexity` counts the chosen models at one input size (parameters, fvcore GFLOPs, the GFLOPs
+of each published row's convention) and, when asked, times them in its quick mode (eager PyTorch, the fast PyTorch
+path and ONNX Runtime at batch 1 on this machine, interleaved; CUDA too when present); the table is the report's
+own CSV record, with the paper's printed parameters, GFLOPs and AP beside the measured ones. The full report
+(`python -m workbench complexity`) writes reports/complexity.csv and its plots, which this tab reads.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib import pyplot
 
-from model import INPUT_SIZES, build_model, model_names
+from model import INPUT_SIZES, model_names
 from workbench import visualize
-from workbench.app.analysis import forward_latency
 from workbench.app.messages import readable
-from workbench.complexity import convention_a_flops, convention_b_flops, count_parameters, fvcore_flops
+from workbench.complexity import FLOPS_AP_PLOT, LATENCY_PLOT, QUICK_SPEED, SpeedSettings, csv_record, \
+    flops_ap_figure, latency_flops_figure, measure_rows
 from workbench.errors import WorkbenchError
 from workbench.paths import reports_dir
 
 QUICK_MODELS = ("lite_csw_hrnet", "lite_hrnet_18", "mobilenetv2", "shufflenetv2")
 REPORT_CSV = "complexity.csv"
-G = 2 ** 30
-LATENCY_REPEATS = 10
 
 
-def read_report(directory: str | Path | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """The report's table (reports/complexity.csv) and its PNG plots; WorkbenchError if the report is missing."""
+def read_report(directory: str | Path | None = None) -> tuple[pd.DataFrame, str | None, str | None]:
+    """The report's table (complexity.csv) and the paths of its two plots, FLOPs against AP and latency against
+    FLOPs (None where missing); WorkbenchError if the table is missing or unreadable."""
     folder = Path(directory or reports_dir())
     path = folder / REPORT_CSV
     if not path.is_file():
         raise WorkbenchError(f"no complexity report at {path}. Write it with `python -m workbench complexity`, "
-                             "or compute a quick one here.")
+                             "or compute one here.")
     try:
         table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise WorkbenchError(f"{path} is not a readable CSV table ({error}). Rewrite it with "
                              "`python -m workbench complexity`.") from None
-    return table, [str(p) for p in sorted(folder.glob("*.png")) if "complex" in p.name or "latency" in p.name]
+    flops_ap, latency = ((str(folder / name) if (folder / name).is_file() else None)
+                         for name in (FLOPS_AP_PLOT, LATENCY_PLOT))
+    return table, flops_ap, latency
 
 
-def quick_report(names: list[str], input_size: tuple[int, int] = (256, 192),
-                 repeats: int = LATENCY_REPEATS) -> pd.DataFrame:
-    """Measure each model of `names` at `input_size` (H, W): one row per model."""
+def _pixels(figure) -> np.ndarray:
+    """Render a pyplot figure of `workbench.complexity` to RGB (H, W, 3) and close it."""
+    try:
+        return visualize.figure_to_array(figure)
+    finally:
+        pyplot.close(figure)
+
+
+def quick_report(names: list[str], input_size: tuple[int, int] = (256, 192), timing: bool = True,
+                 speed: SpeedSettings | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """Count (and, with `timing`, time in the quick mode) each model of `names` at `input_size` (H, W): the report's
+    records as a table without its empty columns, and its plots as RGB arrays: FLOPs against AP, and latency
+    against FLOPs (None unless timed).
+
+    `speed` replaces the quick-mode settings (default: `QUICK_SPEED` on this process's PyTorch thread count).
+    """
     if not names:
         raise WorkbenchError("no models chosen. Tick at least one model.")
-    rows = []
-    for name in names:
-        with torch.random.fork_rng(devices=[]):
-            network = build_model(name, input_size=input_size).eval()
-        rows.append({
-            "model": name,
-            "input": f"{input_size[0]}x{input_size[1]}",
-            "parameters": count_parameters(network),
-            "fvcore GFLOPs (1e9)": round(fvcore_flops(network, input_size) / 1e9, 4),
-            "convention A GFLOPs (2^30)": round(convention_a_flops(network, input_size) / G, 4),
-            "convention B GFLOPs (2^30)": round(convention_b_flops(network, input_size) / G, 4),
-            "latency ms (median, batch 1)": round(forward_latency(network, torch.zeros(1, 3, *input_size), repeats), 1),
-        })
-    return pd.DataFrame(rows)
-
-
-def complexity_plot(table: pd.DataFrame) -> np.ndarray:
-    """Measured latency against fvcore GFLOPs and against parameters, one labelled point per row (H, W, 3)."""
-    return visualize.figure_to_array(visualize.complexity_figure(
-        table["model"].tolist(), table["fvcore GFLOPs (1e9)"].to_numpy(), table["parameters"].to_numpy(),
-        table["latency ms (median, batch 1)"].to_numpy()))
+    settings = (speed or dataclasses.replace(QUICK_SPEED, threads=torch.get_num_threads())) if timing else None
+    rows, _ = measure_rows(list(names), [tuple(input_size)], settings)
+    table = pd.DataFrame([csv_record(row) for row in rows]).dropna(axis=1, how="all")
+    return table, _pixels(flops_ap_figure(rows, [])), _pixels(latency_flops_figure(rows)) if timing else None
 
 
 def build() -> None:
     """The tab's components and events, inside an open gr.Tab."""
     gr.Markdown(__doc__.split("\n\n")[1].replace("\n", " "))
     with gr.Row():
-        names = gr.CheckboxGroup(model_names(), value=list(QUICK_MODELS), label="Models (quick mode)")
-        size = gr.Dropdown([f"{h}x{w}" for h, w in INPUT_SIZES], value="256x192", label="Input size (quick mode)")
+        names = gr.CheckboxGroup(model_names(), value=list(QUICK_MODELS), label="Models")
+        with gr.Column():
+            size = gr.Dropdown([f"{h}x{w}" for h, w in INPUT_SIZES], value="256x192", label="Input size")
+            timing = gr.Checkbox(True, label="Measure latency (quick mode: about 15 s per model)")
     with gr.Row():
-        compute = gr.Button("Compute now (quick)", variant="primary")
+        compute = gr.Button("Compute now", variant="primary")
         read = gr.Button("Read the report files")
-    table = gr.Dataframe(label="Complexity", interactive=False)
-    plots = gr.Gallery(label="Plots", columns=2, height=460, object_fit="contain", format="png")
+    table = gr.Dataframe(label="Complexity (the report's columns)", interactive=False)
+    flops_ap = gr.Image(label="GFLOPs against AP (the paper's Figure 9; hollow: this project's recount)",
+                        format="png", interactive=False, buttons=["download", "fullscreen"])
+    latency = gr.Image(label="Measured latency against FLOPs", format="png", interactive=False,
+                       buttons=["download", "fullscreen"])
 
-    def computed(chosen: list[str], size_text: str):
+    def computed(chosen: list[str], size_text: str, timed: bool, progress=gr.Progress(track_tqdm=True)):
         height, width = (int(v) for v in size_text.split("x"))
-        result = quick_report(list(chosen), (height, width))
-        return result, [(complexity_plot(result), "latency against FLOPs and parameters")]
+        return quick_report(list(chosen), (height, width), timed)
 
-    compute.click(readable(computed), [names, size], [table, plots], api_name="complexity")
-    read.click(readable(read_report), None, [table, plots], api_name="complexity_report")
+    compute.click(readable(computed), [names, size, timing], [table, flops_ap, latency], api_name="complexity")
+    read.click(readable(read_report), None, [table, flops_ap, latency], api_name="complexity_report")

@@ -148,7 +148,8 @@ def read_detections(path: str | Path) -> list[dict]:
     """The person detections (category 1) of a COCO detection results file: a JSON list of {image_id, bbox,
     score, category_id}; WorkbenchError if the file is not one."""
     data = read_json(path, "detection results file")
-    if not isinstance(data, list) or not all(isinstance(d, dict) and "bbox" in d and "image_id" in d for d in data):
+    if not isinstance(data, list) or not all(isinstance(d, dict) and isinstance(d.get("bbox"), list) and "image_id" in d
+                                             for d in data):
         raise WorkbenchError(f"{Path(path).name} is not a COCO detection results file. Give a JSON list of "
                              '{"image_id", "category_id", "bbox": [x, y, w, h], "score"} entries.')
     return [d for d in data if d.get("category_id", 1) == 1 and len(d["bbox"]) == 4]

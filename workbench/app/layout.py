@@ -14,6 +14,8 @@ from workbench.app.messages import readable
 from workbench.app.models import model_choices
 from workbench.keypoints import JOINT_NAMES
 
+CACHE_CLEANUP = (3600, 3600)  # every hour, delete the served files older than an hour
+
 INTRO = f"""# Lite CSW-HRNet workbench
 Upload a photo (or pick an example), choose a model and the person box, and see the keypoints, the heatmaps, the
 channel (M_c) and spatial (M_s) weights inside every weighting block, and Grad-CAM. Models without trained weights
@@ -29,7 +31,7 @@ def _figure(label: str, elem_id: str, height: int | None = None) -> gr.Image:
 def build_app(workbench: Workbench) -> gr.Blocks:
     """The app's Blocks; call `.queue()` and `.launch()` on it (see `workbench.commands.app`)."""
     weights, weights_value, locations, location_value, layers, layer_value = workbench.model_menus(DEFAULT_MODEL)
-    with gr.Blocks(title="Lite CSW-HRNet workbench") as app:
+    with gr.Blocks(title="Lite CSW-HRNet workbench", delete_cache=CACHE_CLEANUP) as app:
         gr.Markdown(INTRO)
         result_state = gr.State(None)
         with gr.Tabs():
@@ -85,11 +87,11 @@ def build_app(workbench: Workbench) -> gr.Blocks:
                                                    label="Weighting function to show side by side")
                 compare_run = gr.Button("Compare", variant="primary", elem_id="run-compare")
                 latency = gr.Dataframe(label="Latency on this machine and confidence", interactive=False)
-                skeletons = gr.Gallery(label="Skeletons", columns=3, height=480, object_fit="contain", format="png",
+                skeletons = gr.Gallery(label="Skeletons", columns=3, height="auto", object_fit="contain", format="png",
                                        elem_id="compare-skeletons")
-                heatmaps = gr.Gallery(label="Heatmaps over the crop", columns=3, height=400, object_fit="contain",
+                heatmaps = gr.Gallery(label="Heatmaps over the crop", columns=3, height="auto", object_fit="contain",
                                       format="png")
-                compare_weights = gr.Gallery(label="Weight maps (CSW next to Lite-HRNet)", columns=2, height=360,
+                compare_weights = gr.Gallery(label="Weight maps (CSW next to Lite-HRNet)", columns=2, height="auto",
                                              object_fit="contain", format="png")
             with gr.Tab("Complexity", id="complexity"):
                 complexity_panel.build()

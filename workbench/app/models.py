@@ -75,10 +75,14 @@ class LoadedModel:
         return self.weights != UNTRAINED
 
     @property
+    def weights_label(self) -> str:
+        """The manifest entry, UNTRAINED, or "checkpoint <file name>"."""
+        return f"checkpoint {Path(self.checkpoint).name}" if self.weights == CHECKPOINT else self.weights
+
+    @property
     def label(self) -> str:
         """"model · weights", e.g. "lite_csw_hrnet · untrained (random init)"."""
-        weights = f"checkpoint {Path(self.checkpoint).name}" if self.weights == CHECKPOINT else self.weights
-        return f"{self.name} · {weights}"
+        return f"{self.name} · {self.weights_label}"
 
 
 def _untrained(name: str) -> nn.Module:

@@ -25,11 +25,17 @@ def run(args: argparse.Namespace) -> int:
     from workbench.app.callbacks import Workbench
     from workbench.app.layout import build_app
     from workbench.app.models import ModelCache, resolve_device
+    from workbench.errors import WorkbenchError
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     with tempfile.TemporaryDirectory(prefix="workbench-app-") as downloads:
-        app = build_app(Workbench(ModelCache(resolve_device(args.device)), downloads))
+        app = build_app(Workbench(ModelCache(device), downloads))
         app.queue(default_concurrency_limit=args.concurrency)
-        app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+        try:
+            app.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True)
+        except OSError as error:
+            raise WorkbenchError(f"cannot serve on {args.host}:{args.port} ({error}). "
+                                 "Pass a free port with --port.") from None
     return 0

@@ -1,0 +1,80 @@
+"""ONNX export parity for every model, the project's graph rewrite, the fast PyTorch paths and the export command."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from model import build_model, model_names
+from workbench.cli import main
+from workbench.export import (conditioned_random_weights, export_onnx, onnx_parity, optimize_graph, ort_session,
+                              run_session)
+from workbench.fast_inference import fast_model
+
+SIZE = (64, 64)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_onnx_export_matches_pytorch_for_every_model(name):
+    network = conditioned_random_weights(build_model(name, input_size=SIZE), SIZE)
+    session = ort_session(export_onnx(network, SIZE, batch_size=2), threads=1)
+    assert run_session(session, np.zeros((2, 3, *SIZE), np.float32)).shape == (2, 17, 16, 16)
+    assert onnx_parity(network, session, SIZE, batch_size=2) < 1e-4
+
+
+def test_conditioned_weights_give_trained_scale_outputs_reproducibly():
+    first = conditioned_random_weights(build_model("small_hrnet_w16", input_size=SIZE), SIZE, seed=3)
+    second = conditioned_random_weights(build_model("small_hrnet_w16", input_size=SIZE), SIZE, seed=3)
+    images = torch.randn(2, 3, *SIZE)
+    with torch.no_grad():
+        out = first(images)
+        assert torch.equal(out, second(images))
+    assert 0.01 < out.std().item() < 100
+
+
+class SpatialConv(nn.Module):
+    """A CSW-like 2 -> 1 7x7 "same" convolution, the pattern `optimize_graph` rewrites."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 7, padding=3, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.conv(x[:, :2]))
+
+
+def test_single_output_conv_runs_as_equivalent_conv_transpose():
+    network = SpatialConv().eval()
+    plain = export_onnx(network, (16, 12), optimize=False)
+    rewritten = optimize_graph(onnx.load_from_string(plain.SerializeToString()))
+    assert [n.op_type for n in rewritten.graph.node].count("ConvTranspose") == 1
+    assert "Conv" not in [n.op_type for n in rewritten.graph.node]
+    images = np.random.default_rng(0).standard_normal((1, 3, 16, 12)).astype(np.float32)
+    expected = run_session(ort_session(plain, threads=1), images)
+    assert np.abs(run_session(ort_session(rewritten, threads=1), images) - expected).max() < 1e-6
+
+
+@pytest.mark.parametrize("name, variant", [("lite_csw_hrnet", "jit"), ("small_hrnet_w16", "jit_channels_last")])
+def test_fast_paths_equal_eager(name, variant):
+    network = conditioned_random_weights(build_model(name, input_size=SIZE), SIZE)
+    forward = fast_model(network, SIZE, variant, batch_size=2)
+    images = torch.randn(2, 3, *SIZE)
+    with torch.inference_mode():
+        assert (forward(images) - network(images)).abs().max().item() < 1e-4
+
+
+def test_export_command_writes_a_checked_graph_and_prints_its_timing(tmp_path, capsys):
+    path = tmp_path / "small.onnx"
+    with pytest.raises(SystemExit) as stopped:
+        main(["export", "small_hrnet_w16", "--size", "64x64", "--output", str(path), "--repeats", "2"])
+    assert stopped.value.code == 0
+    printed = capsys.readouterr().out
+    assert "parity: max abs difference" in printed and "onnxruntime (2 threads, batch 1): median" in printed
+    assert onnx.load(str(path)).graph.input[0].name == "image"
+    refused = tmp_path / "refused.onnx"
+    with pytest.raises(SystemExit) as stopped:
+        main(["export", "small_hrnet_w16", "--size", "64x64", "--output", str(refused), "--tolerance", "0"])
+    assert stopped.value.code == 2 and "nothing written" in capsys.readouterr().err
+    assert not refused.exists()

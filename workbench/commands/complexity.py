@@ -1,0 +1,81 @@
+"""`python -m workbench complexity`: parameters, FLOPs under every convention, measured latency, memory and
+throughput for every model, written to complexity.md, complexity.csv and two plots in --output (atomically).
+
+FLOPs: fvcore (1e9) and the convention of each published row (A: HRNet repository, B: Lite-HRNet's torchstat;
+G = 2^30), against the figures of the seed paper and shared/reference/table-rows.md. Latency per image on the CPU at
+batch 1 (eager PyTorch, the fast PyTorch path, ONNX Runtime; interleaved; median, min and max), peak memory,
+throughput at batch --throughput-batch, and CUDA timings when a GPU is present.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input size must be HEIGHTxWIDTH, e.g. 256x192; got {text!r}") from None
+    return height, width
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "complexity", help="complexity and speed report of every model (FLOPs, latency, ONNX Runtime)",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--models", nargs="+", help="model names (default: every model of model.model_names())")
+    parser.add_argument("--sizes", nargs="+", type=_size, default=[(256, 192), (384, 288)], metavar="HxW",
+                        help="input sizes, height x width in pixels (multiples of 32)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch and ONNX Runtime")
+    parser.add_argument("--repeats", type=int, default=30, help="timed rounds per model (each backend once a round)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per backend before timing")
+    parser.add_argument("--budget", type=float, default=30.0,
+                        help="seconds of latency rounds per model and size before stopping early (at least 5 rounds)")
+    parser.add_argument("--throughput-batch", type=int, default=32, help="batch size of the throughput measurement")
+    parser.add_argument("--fast-variants", nargs="+", default=["jit", "jit_channels_last"],
+                        choices=["jit", "jit_channels_last", "compile"],
+                        help="fast PyTorch paths to try; the fastest is reported ('compile' takes minutes per model)")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime timings")
+    parser.add_argument("--counts-only", action="store_true", help="count parameters and FLOPs only; no timing")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI mode: 3 rounds, 1 warm-up, throughput at batch 2, the 'jit' fast path only")
+    parser.add_argument("--metrics", nargs="+", type=Path, default=[],
+                        help="metrics.json files of `python -m workbench evaluate`: the project's measured APs, "
+                             "plotted beside the paper's")
+    parser.add_argument("--output", type=Path, help="report folder (default: the workbench reports folder)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from model import model_names
+    from workbench.complexity import QUICK_SPEED, SpeedSettings, load_measured_ap, measure_rows, write_report
+    from workbench.errors import WorkbenchError
+    from workbench.paths import reports_dir
+
+    models = args.models or model_names()
+    unknown = [m for m in models if m not in model_names()]
+    if unknown:
+        raise WorkbenchError(f"unknown model(s) {', '.join(unknown)}. Choose from: {', '.join(model_names())}.")
+    bad = [f"{h}x{w}" for h, w in args.sizes if h <= 0 or w <= 0 or h % 32 or w % 32]
+    if bad:
+        raise WorkbenchError(f"input size(s) {', '.join(bad)} are not positive multiples of 32. Use e.g. 256x192.")
+    if args.threads < 1 or args.repeats < 1 or args.throughput_batch < 1:
+        raise WorkbenchError("--threads, --repeats and --throughput-batch must be at least 1.")
+    measured = load_measured_ap([str(p) for p in args.metrics])
+    if args.counts_only:
+        settings = None
+    elif args.quick:
+        settings = dataclasses.replace(QUICK_SPEED, threads=args.threads, onnx=args.onnx)
+    else:
+        settings = SpeedSettings(threads=args.threads, repeats=args.repeats, warmup=args.warmup, budget_s=args.budget,
+                                 throughput_batch=args.throughput_batch, fast_variants=tuple(args.fast_variants),
+                                 onnx=args.onnx)
+    rows, notes = measure_rows(models, list(args.sizes), settings)
+    command = "python -m workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "complexity"
+    paths = write_report(rows, args.output or reports_dir(), settings, measured, notes, command)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

@@ -1,0 +1,66 @@
+"""`python -m workbench export`: a model as an ONNX file for one batch and input size, checked against PyTorch on
+random inputs (max abs difference below --tolerance), with its ONNX Runtime latency printed.
+
+Without --checkpoint the network is untrained, with weights re-drawn at trained-network scale so that the parity
+check means something (a fresh N(0, 0.001) network outputs ~1e-18).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.commands.complexity import _size
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a model to ONNX, check it against PyTorch and time it in ONNX Runtime",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("model", help="model name (one of model.model_names())")
+    parser.add_argument("--size", type=_size, default=(256, 192), metavar="HxW", help="input height x width")
+    parser.add_argument("--batch", type=int, default=1, help="batch size of the graph (static)")
+    parser.add_argument("--checkpoint", type=Path, help="state dict to export (default: untrained, see above)")
+    parser.add_argument("--output", type=Path, help="ONNX file (default: <reports>/onnx/<model>_<H>x<W>_b<N>.onnx)")
+    parser.add_argument("--no-optimize", dest="optimize", action="store_false",
+                        help="write the exporter's graph without the project's graph rewrites")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted max abs difference")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads for the timing")
+    parser.add_argument("--repeats", type=int, default=20, help="timed ONNX Runtime runs (after 3 warm-up runs)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from model import build_model, model_names
+    from workbench.checkpoints import load_model
+    from workbench.errors import WorkbenchError
+    from workbench.export import (conditioned_random_weights, export_onnx, onnx_parity, ort_session, run_session,
+                                  save_onnx)
+    from workbench.latency import time_interleaved
+    from workbench.paths import reports_dir
+
+    if args.model not in model_names():
+        raise WorkbenchError(f"unknown model {args.model!r}. Choose one of: {', '.join(model_names())}.")
+    height, width = args.size
+    if height <= 0 or width <= 0 or height % 32 or width % 32 or args.batch < 1:
+        raise WorkbenchError(f"size {height}x{width} and batch {args.batch} must be positive, the size in multiples "
+                             "of 32 (e.g. 256x192).")
+    if args.checkpoint:
+        network = load_model(args.model, args.checkpoint, args.size)
+    else:
+        network = conditioned_random_weights(build_model(args.model, input_size=args.size), args.size)
+    graph = export_onnx(network, args.size, batch_size=args.batch, optimize=args.optimize)
+    session = ort_session(graph, threads=args.threads)
+    difference = onnx_parity(network, session, args.size, batch_size=args.batch)
+    if difference >= args.tolerance:
+        raise WorkbenchError(f"ONNX Runtime differs from PyTorch by {difference:.2e} (tolerance {args.tolerance:.0e}); "
+                             "nothing written. Retry with --no-optimize and report the model.")
+    path = save_onnx(graph, args.output or reports_dir() / "onnx" / f"{args.model}_{height}x{width}_b{args.batch}.onnx")
+    images = np.random.default_rng(0).standard_normal((args.batch, 3, height, width), dtype=np.float32)
+    timing = time_interleaved({"ort": lambda: run_session(session, images)}, args.repeats, 3)["ort"]
+    print(f"wrote {path}")
+    print(f"parity: max abs difference to PyTorch {difference:.2e} (tolerance {args.tolerance:.0e})")
+    print(f"onnxruntime ({args.threads} threads, batch {args.batch}): median {timing.median_ms:.2f} ms, "
+          f"min {timing.min_ms:.2f}, max {timing.max_ms:.2f} over {timing.runs} runs")
+    return 0
