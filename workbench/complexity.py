@@ -12,14 +12,24 @@ README's "M", by 1e9 for fvcore's GFLOPs as printed in the reference tables).
 - `convention_b_flops` (Lite-HRNet repository's torchstat): convolution multiply-adds (transposed convolutions at
   their input resolution) plus bias, batch norm (2 per element), ReLU (1 per element), max and fixed-kernel average
   pooling (1 per input element) and nearest upsampling (1 per output pixel); a module that runs twice counts once.
+
+The rest of the module builds the complexity report (`measure_rows`, `write_report`): these counts beside the
+published figures (`workbench.published`), measured latency, peak memory and throughput (`workbench.latency`,
+`workbench.fast_inference`, `workbench.export`), as Markdown, CSV and two plots.
 """
 from __future__ import annotations
 
+import copy
+import csv
+import io
+import json
+import platform
 import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,12 +37,17 @@ from fvcore.nn import FlopCountAnalysis
 from fvcore.nn.jit_analysis import JitModelAnalysis
 from fvcore.nn.jit_handles import batchnorm_flop_jit, get_shape
 from torch import nn
+from tqdm import tqdm
 
-from workbench.latency import Timing
+from model import build_model
+from workbench.errors import WorkbenchError
+from workbench.export import conditioned_random_weights, export_onnx, ort_session, run_session
+from workbench.fast_inference import fast_model
+from workbench.latency import Timing, peak_memory_bytes, set_threads, throughput, time_cuda_events, time_interleaved
+from workbench.published import published_row, published_rows, row_convention
 
 Handle = Callable[[list[Any], list[Any]], int]
 
-CONVENTIONS = ("A", "B")
 G = 2**30
 M = 2**20
 
@@ -157,13 +172,6 @@ def convention_b_flops(model: nn.Module, input_size: tuple[int, int] = (256, 192
     return round(total)
 
 
-def convention_flops(model: nn.Module, convention: str, input_size: tuple[int, int] = (256, 192)) -> int:
-    """The FLOP count of `convention` ("A" or "B") for one image of `input_size` (H, W)."""
-    counters = {"A": convention_a_flops, "B": convention_b_flops}
-    return counters[convention](model, input_size)
-
-
-
 @dataclass(frozen=True)
 class SpeedSettings:
     """How latency is measured: CPU `threads`; per model `repeats` interleaved rounds after `warmup` calls,
@@ -231,8 +239,6 @@ class ComplexityRow:
 
 def count_row(name: str, input_size: tuple[int, int], model: nn.Module) -> ComplexityRow:
     """Parameters and the three FLOP counts of `model` (built as `name`) at `input_size` (H, W)."""
-    from workbench.published import row_convention
-
     return ComplexityRow(
         model=name,
         input_size=tuple(input_size),
@@ -253,10 +259,6 @@ def _max_abs_diff(forward: Callable[[torch.Tensor], Any], reference: torch.Tenso
 def measure_speed(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
                   progress: Callable[[str], None] = lambda stage: None) -> ComplexityRow:
     """Fill `row`'s latency, parity, peak memory, throughput and CUDA timings for `model` (weights as given)."""
-    from workbench.export import export_onnx, ort_session, run_session
-    from workbench.fast_inference import fast_model
-    from workbench.latency import peak_memory_bytes, set_threads, time_interleaved
-
     set_threads(settings.threads)
     size, model = row.input_size, model.eval()
     images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
@@ -293,10 +295,6 @@ def measure_speed(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
 
 def _measure_throughput(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
                         progress: Callable[[str], None]) -> None:
-    from workbench.export import export_onnx, ort_session, run_session
-    from workbench.fast_inference import fast_model
-    from workbench.latency import throughput, time_interleaved
-
     batch = settings.throughput_batch
     progress(f"throughput at batch {batch}")
     images = torch.randn(batch, 3, *row.input_size, generator=torch.Generator().manual_seed(2))
@@ -314,11 +312,6 @@ def _measure_throughput(row: ComplexityRow, model: nn.Module, settings: SpeedSet
 
 
 def _measure_cuda(row: ComplexityRow, model: nn.Module, settings: SpeedSettings) -> None:
-    import copy
-
-    from workbench.fast_inference import fast_model
-    from workbench.latency import peak_memory_bytes, time_cuda_events
-
     network = copy.deepcopy(model).cuda()
     images = torch.randn(1, 3, *row.input_size, device="cuda")
     row.cuda_latency["eager"] = time_cuda_events(lambda: network(images), settings.repeats, settings.warmup)
@@ -331,11 +324,6 @@ def _measure_cuda(row: ComplexityRow, model: nn.Module, settings: SpeedSettings)
 def load_measured_ap(paths: list[str]) -> list[MeasuredAP]:
     """The project's own APs from evaluation outputs (`python -m workbench evaluate` writes `metrics.json`: "AP"
     as a fraction, the model and input size under "settings"). A file must name its model and input size."""
-    import json
-    from pathlib import Path
-
-    from workbench.errors import WorkbenchError
-
     found = []
     for path in map(Path, paths):
         try:
@@ -360,8 +348,6 @@ def _percent(value: float | None, reference: float | None) -> float | None:
 
 def csv_record(row: ComplexityRow, measured: list[MeasuredAP] = ()) -> dict[str, Any]:
     """One flat CSV record of `row` with its published figures; GFLOPs in units of 1e9 (fvcore) or 2^30."""
-    from workbench.published import published_row
-
     published = published_row(row.model, row.input_size)
     recomputed = row.convention_ops()
     reference = published.reference_recomputed_ops() if published else None
@@ -433,12 +419,9 @@ def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, m
                     notes: list[str], command: str) -> str:
     """The report as Markdown: method, operation counts against the published figures, latency table, the
     published rows without a model in the zoo, and the plots."""
-    import platform
-
     import fvcore
     import onnxruntime
 
-    from workbench.published import published_rows
 
     records = [csv_record(row, measured) for row in rows]
     lines = [
@@ -540,8 +523,6 @@ def flops_ap_figure(rows: list[ComplexityRow], measured: list[MeasuredAP]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from workbench.published import published_rows
-
     recount = {(r.model, r.input_size): r.convention_ops() / G for r in rows}
     figure, panels = plt.subplots(1, 2, figsize=(12, 5))
     for axes, source, size, title in ((panels[0], "seed_table2", (256, 192), "(a) COCO val2017, 256x192"),
@@ -596,7 +577,10 @@ def latency_flops_figure(rows: list[ComplexityRow]):
         axes.set_ylabel("latency per image (ms, median, batch 1)")
         axes.set_title(f"{size[0]}x{size[1]}")
         axes.grid(alpha=0.3, which="both")
-        axes.legend()
+        if chosen:
+            axes.legend()
+        else:
+            axes.text(0.5, 0.5, "no latency measured (--counts-only)", ha="center", transform=axes.transAxes)
     figure.tight_layout()
     return figure
 
@@ -614,10 +598,6 @@ def _atomic_write(path, write: Callable[[Any], None]) -> None:
 def write_report(rows: list[ComplexityRow], directory, settings: SpeedSettings | None = None,
                  measured: list[MeasuredAP] = (), notes: list[str] = (), command: str = "") -> list:
     """Write complexity.md, complexity.csv and the two plots into `directory` (each atomically); returns the paths."""
-    import csv
-    import io
-    from pathlib import Path
-
     import matplotlib.pyplot as plt
 
     directory = Path(directory)
@@ -650,11 +630,6 @@ def measure_rows(models: list[str], sizes: list[tuple[int, int]], settings: Spee
                  show_progress: bool = True) -> tuple[list[ComplexityRow], list[str]]:
     """Count (and, with `settings`, time) every model of `models` at every size of `sizes` (H, W), with tqdm
     progress. Returns the rows and the report's notes (the avg_pool2d check, the weights used for timing)."""
-    from tqdm import tqdm
-
-    from model import build_model
-    from workbench.export import conditioned_random_weights
-
     rows, notes = [], []
     bar = tqdm([(m, s) for m in models for s in sizes], desc="complexity", unit="model", disable=not show_progress)
     for name, size in bar:

@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=float, default=30.0,
                         help="seconds of latency rounds per model and size before stopping early (at least 5 rounds)")
     parser.add_argument("--throughput-batch", type=int, default=32, help="batch size of the throughput measurement")
+    parser.add_argument("--throughput-repeats", type=int, default=5, help="timed rounds of the throughput measurement")
     parser.add_argument("--fast-variants", nargs="+", default=["jit", "jit_channels_last"],
                         choices=["jit", "jit_channels_last", "compile"],
                         help="fast PyTorch paths to try; the fastest is reported ('compile' takes minutes per model)")
@@ -63,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     bad = [f"{h}x{w}" for h, w in args.sizes if h <= 0 or w <= 0 or h % 32 or w % 32]
     if bad:
         raise WorkbenchError(f"input size(s) {', '.join(bad)} are not positive multiples of 32. Use e.g. 256x192.")
-    if args.threads < 1 or args.repeats < 1 or args.throughput_batch < 1:
-        raise WorkbenchError("--threads, --repeats and --throughput-batch must be at least 1.")
+    if min(args.threads, args.repeats, args.throughput_batch, args.throughput_repeats) < 1:
+        raise WorkbenchError("--threads, --repeats, --throughput-batch and --throughput-repeats must be at least 1.")
     measured = load_measured_ap([str(p) for p in args.metrics])
     if args.counts_only:
         settings = None
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(QUICK_SPEED, threads=args.threads, onnx=args.onnx)
     else:
         settings = SpeedSettings(threads=args.threads, repeats=args.repeats, warmup=args.warmup, budget_s=args.budget,
-                                 throughput_batch=args.throughput_batch, fast_variants=tuple(args.fast_variants),
+                                 throughput_batch=args.throughput_batch,
+                                 throughput_repeats=args.throughput_repeats, fast_variants=tuple(args.fast_variants),
                                  onnx=args.onnx)
     rows, notes = measure_rows(models, list(args.sizes), settings)
     command = "python -m workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "complexity"

@@ -13,7 +13,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train a network from a config (resumable; torchrun for many GPUs)",
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=__doc__.split("\n\n")[1])
     parser.add_argument("--config", help="YAML file, or the name of a config in workbench/configs (see --list)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override settings, e.g. train.epochs=5 data.root=/datasets model.input_size=[128,96]")
@@ -43,23 +43,20 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and args.resume is None:
         raise WorkbenchError("pass --config NAME (see --list), or --resume CHECKPOINT to continue a run.")
     checkpoint = None
-    if args.resume is not None:
-        if args.resume:
-            checkpoint = Path(args.resume)
-        elif args.output:
-            checkpoint = args.output
-        elif args.config:
-            checkpoint = REPO_ROOT / "runs" / load_config(args.config, args.overrides)["name"]
-        else:
-            raise WorkbenchError("--resume needs a checkpoint or run folder, or --output or --config to find one.")
+    if args.resume:
+        checkpoint = Path(args.resume)
         if checkpoint.is_dir():
             checkpoint = checkpoint / LAST
+    elif args.resume is not None:
+        if args.output is None and args.config is None:
+            raise WorkbenchError("--resume needs a checkpoint or run folder, or --output or --config to find one.")
+        folder = args.output or REPO_ROOT / "runs" / load_config(args.config, args.overrides)["name"]
+        checkpoint = folder / LAST
     if args.config:
         config = load_config(args.config, args.overrides)
     else:
         config = build_config(load_checkpoint(checkpoint)["config"], args.overrides, str(checkpoint))
-    output = args.output or (checkpoint.parent if checkpoint and not args.config else
-                             REPO_ROOT / "runs" / config["name"])
+    output = args.output or (checkpoint.parent if checkpoint else REPO_ROOT / "runs" / config["name"])
     result = train(config, output, checkpoint)
     if result.stopped_by is not None:
         return 130 if result.stopped_by == "SIGINT" else 143

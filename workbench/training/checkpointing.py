@@ -21,6 +21,8 @@ from workbench.errors import WorkbenchError
 from workbench.training.config import Config, build_config, model_differences
 
 FORMAT = "workbench-training-checkpoint-1"
+REQUIRED = ("model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step", "epoch_loss", "epoch_images",
+            "epoch_seconds", "best_metric", "best_epoch", "batch_size", "world_size", "rng", "config")
 
 
 def capture_rng() -> dict[str, Any]:
@@ -68,10 +70,6 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     finally:
         os.close(directory)
     return path
-
-
-REQUIRED = ("model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step", "epoch_loss", "epoch_images",
-            "epoch_seconds", "best_metric", "best_epoch", "batch_size", "world_size", "rng", "config")
 
 
 def load_checkpoint(path: str | Path, config: Config | None = None) -> dict[str, Any]:

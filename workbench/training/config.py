@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from workbench.data.targets import ENCODINGS
 from workbench.errors import WorkbenchError
 from workbench.paths import data_root
 
@@ -70,7 +71,6 @@ SETTINGS: dict[str, tuple[tuple[type, ...], Any]] = {
 
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 """train.precision: autocast dtype. auto = float16 with loss scaling on CUDA, float32 on the CPU."""
-ENCODINGS = ("standard", "unbiased")
 # Settings that define the network: a checkpoint only resumes a config that agrees on them.
 MODEL_KEYS = ("model.name", "model.input_size", "model.options")
 

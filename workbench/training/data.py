@@ -16,18 +16,21 @@ from workbench.data import Augmentation, CocoKeypoints
 from workbench.training.config import Config, data_path
 
 
-def build_datasets(config: Config) -> tuple[CocoKeypoints, CocoKeypoints]:
-    """The augmented training set and the validation set (ground-truth boxes) of `config`, cut to
-    `data.subset` and `validation.subset` instances when set."""
+def build_datasets(config: Config) -> tuple[CocoKeypoints, CocoKeypoints | None]:
+    """The augmented training set and the validation set (ground-truth boxes; None if validation.every is 0) of
+    `config`, cut to `data.subset` and `validation.subset` instances when set."""
     data, size = config["data"], tuple(config["model"]["input_size"])
     options = dict(sigma=data["sigma"], encoding=data["encoding"], enclose_keypoints=data["enclose_keypoints"])
     train = CocoKeypoints(data_path(config, "train_annotations"), data_path(config, "train_images"), size,
                           train=True, augmentation=Augmentation(**data["augmentation"]), seed=config["train"]["seed"],
                           **options)
+    if data["subset"] is not None:
+        keep_first(train, data["subset"])
+    if not config["validation"]["every"]:
+        return train, None
     val = CocoKeypoints(data_path(config, "val_annotations"), data_path(config, "val_images"), size, **options)
-    for dataset, count in ((train, data["subset"]), (val, config["validation"]["subset"])):
-        if count is not None:
-            keep_first(dataset, count)
+    if config["validation"]["subset"] is not None:
+        keep_first(val, config["validation"]["subset"])
     return train, val
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from workbench.data import CocoKeypoints
 from workbench.errors import WorkbenchError
 from workbench.training import distributed
 from workbench.training.checkpointing import capture_rng, load_checkpoint, load_weights, restore_rng, save_checkpoint
@@ -48,6 +49,21 @@ class TrainingResult:
     best_epoch: int | None
     stopped_by: str | None
     checkpoint: Path
+
+
+@dataclass
+class Position:
+    """Where a run stands: the 0-based epoch in progress, batches of it done, optimiser steps in all; the epoch's
+    running sums (loss x images, images, seconds); the best validation AP so far and its (1-based) epoch."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    epoch_loss: float = 0.0
+    epoch_images: int = 0
+    epoch_seconds: float = 0.0
+    best_metric: float | None = None
+    best_epoch: int | None = None
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -89,7 +105,7 @@ def train_step(model: nn.Module, batch: dict[str, Any], criterion: nn.Module, op
     return loss
 
 
-def validate(model: nn.Module, dataset, config: Config, progress: bool) -> dict[str, Any]:
+def validate(model: nn.Module, dataset: CocoKeypoints, config: Config, progress: bool) -> dict[str, Any]:
     """COCO keypoint metrics of `model` on the validation set (ground-truth boxes, flip test as configured)."""
     from workbench.evaluation import coco_results, evaluate_keypoints, predict_dataset
 
@@ -134,21 +150,6 @@ def train(config: Config, output: str | Path, resume: str | Path | None = None) 
         distributed.teardown(processes)
 
 
-@dataclass
-class Position:
-    """Where a run stands: the 0-based epoch in progress, batches of it done, optimiser steps in all; the epoch's
-    running sums (loss x images, images, seconds); the best validation AP so far and its (1-based) epoch."""
-
-    epoch: int = 0
-    batch: int = 0
-    step: int = 0
-    epoch_loss: float = 0.0
-    epoch_images: int = 0
-    epoch_seconds: float = 0.0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-
-
 def _train(config: Config, output: Path, resume: Path | None, processes: distributed.Processes) -> TrainingResult:
     settings, main, device = config["train"], processes.main, processes.device
     say = tqdm.write if main else (lambda text: None)
@@ -166,7 +167,9 @@ def _train(config: Config, output: Path, resume: Path | None, processes: distrib
     np.random.seed(settings["seed"])
     random.seed(settings["seed"])
     train_set, val_set = build_datasets(config)
-    say(f"training set: {train_set.summary()}\nvalidation set: {val_set.summary()}")
+    say(f"training set: {train_set.summary()}")
+    if val_set is not None:
+        say(f"validation set: {val_set.summary()}")
 
     model = build_network(config, load_backbone=state is None)
     dtype = autocast_dtype(settings["precision"], device)
@@ -203,8 +206,11 @@ def _train(config: Config, output: Path, resume: Path | None, processes: distrib
             scaler.load_state_dict(state["scaler"])
         position = Position(**{field.name: state[field.name] for field in fields(Position)})
         restore_rng(state["rng"])
-        say(f"resumed from {resume}: epoch {position.epoch + 1}, batch {position.batch} of {steps_per_epoch}, "
-            f"step {position.step}")
+        if position.epoch < settings["epochs"]:
+            say(f"resumed from {resume}: epoch {position.epoch + 1}, batch {position.batch} of {steps_per_epoch}, "
+                f"step {position.step}")
+        else:
+            say(f"{resume} has finished its {position.epoch} epochs: raise train.epochs to train on.")
 
     def snapshot() -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -290,8 +296,9 @@ def _train_epoch(network: nn.Module, loader: DataLoader, optimizer: torch.optim.
     return None
 
 
-def _end_epoch(position: Position, scheduler: torch.optim.lr_scheduler.LambdaLR, model: nn.Module, val_set,
-               config: Config, processes: distributed.Processes, progress: bool) -> dict[str, Any]:
+def _end_epoch(position: Position, scheduler: torch.optim.lr_scheduler.LambdaLR, model: nn.Module,
+               val_set: CocoKeypoints | None, config: Config, processes: distributed.Processes,
+               progress: bool) -> dict[str, Any]:
     """Close the epoch in `position`, validate if due (rank 0), and return the epoch's log record."""
     position.epoch, position.batch = position.epoch + 1, 0
     record = {"epoch": position.epoch, "step": position.step, "lr": last_step_lr(scheduler, position.step),
@@ -299,7 +306,7 @@ def _end_epoch(position: Position, scheduler: torch.optim.lr_scheduler.LambdaLR,
               "images_per_second": position.epoch_images / position.epoch_seconds, "seconds": position.epoch_seconds}
     position.epoch_loss, position.epoch_images, position.epoch_seconds = 0.0, 0, 0.0
     every = config["validation"]["every"]
-    if every and (position.epoch % every == 0 or position.epoch == config["train"]["epochs"]):
+    if val_set is not None and (position.epoch % every == 0 or position.epoch == config["train"]["epochs"]):
         if processes.main:
             metrics = validate(model, val_set, config, progress)
             record.update({key: value for key, value in metrics.items() if key != "per_joint"})

@@ -1,0 +1,109 @@
+"""Speed targets of issue 3, measured as ratios in one run (interleaved rounds, so machine load hits all alike).
+
+1. lite_csw_hrnet under ONNX Runtime vs lite_hrnet_18 under ONNX Runtime, 256x192, batch 1, 2 threads: ratio <= 1.0.
+   Both graphs go through the project's export (`workbench.export.export_onnx`, graph rewrites on) and session
+   settings; the exporter's plain graph of lite_csw_hrnet is timed beside them for reference.
+2. The project's fast PyTorch path for lite_csw_hrnet vs plain eager lite_hrnet_18: ratio <= 0.5, with the fast
+   path's outputs equal to eager lite_csw_hrnet within 1e-4.
+
+Ratios are medians of per-round ratios (each round times every contender once); min-based ratios are printed too.
+Run: python benchmarks/speed_targets.py [--rounds 200] [--threads 2] [--fast-variant jit_channels_last]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _rounds(calls: dict, rounds: int, warmup: int, block: int) -> dict[str, list[float]]:
+    """Per-round times (s) of each call: every round runs each call `block` + 1 times back to back in a shuffled
+    order and keeps the median of the last `block` (the first absorbs switching between runtimes)."""
+    import random
+    import time
+
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    order, shuffler = list(calls), random.Random(0)
+    for _ in range(rounds):
+        shuffler.shuffle(order)
+        for name in order:
+            samples = []
+            for _ in range(block + 1):
+                begin = time.perf_counter()
+                calls[name]()
+                samples.append(time.perf_counter() - begin)
+            times[name].append(statistics.median(samples[1:]))
+    return times
+
+
+def _report(times: dict[str, list[float]], numerator: str, denominator: str, target: float, label: str) -> bool:
+    from workbench.latency import paired_ratio
+
+    for name, values in times.items():
+        print(f"  {name:36s} median {statistics.median(values) * 1000:8.2f} ms   min {min(values) * 1000:8.2f} ms")
+    ratio = paired_ratio(times[numerator], times[denominator])
+    min_ratio = min(times[numerator]) / min(times[denominator])
+    met = ratio <= target
+    print(f"  {label}: median paired ratio {ratio:.3f} (min-based {min_ratio:.3f}); target <= {target}: "
+          f"{'MET' if met else 'NOT MET'}")
+    return met
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fast-variant", default="jit_channels_last",
+                        choices=["jit", "jit_channels_last", "compile"])
+    parser.add_argument("--spinning", action="store_true", help="let ONNX Runtime workers spin between operators")
+    args = parser.parse_args()
+
+    import torch
+
+    from model import build_model
+    from workbench.export import conditioned_random_weights, export_onnx, ort_session, run_session
+    from workbench.fast_inference import fast_model
+    from workbench.latency import set_threads
+
+    size = (256, 192)
+    set_threads(args.threads)
+    csw = conditioned_random_weights(build_model("lite_csw_hrnet", input_size=size), size)
+    lite18 = conditioned_random_weights(build_model("lite_hrnet_18", input_size=size), size)
+    images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    array = images.numpy()
+
+    print(f"1. ONNX Runtime, {size[0]}x{size[1]}, batch 1, {args.threads} threads, spinning {args.spinning}")
+    sessions = {
+        "lite_csw_hrnet (project export)": export_onnx(csw, size),
+        "lite_hrnet_18 (project export)": export_onnx(lite18, size),
+        "lite_csw_hrnet (plain exporter graph)": export_onnx(csw, size, optimize=False),
+    }
+    sessions = {name: ort_session(graph, args.threads, args.spinning) for name, graph in sessions.items()}
+    onnx_calls = {name: (lambda s=s: run_session(s, array)) for name, s in sessions.items()}
+    times = _rounds(onnx_calls, args.rounds, 5, 2)
+    first = _report(times, "lite_csw_hrnet (project export)", "lite_hrnet_18 (project export)", 1.0,
+                    "lite_csw_hrnet / lite_hrnet_18")
+    print(f"  (plain exporter graph: {statistics.median(times['lite_csw_hrnet (plain exporter graph)']) / statistics.median(times['lite_hrnet_18 (project export)']):.3f})")
+
+    print(f"2. PyTorch, fast path '{args.fast_variant}' of lite_csw_hrnet vs eager lite_hrnet_18, batch 1, "
+          f"{args.threads} threads")
+    fast = fast_model(csw, size, args.fast_variant)
+    with torch.inference_mode():
+        difference = (fast(images) - csw(images)).abs().max().item()
+        torch_calls = {"lite_csw_hrnet fast": lambda: fast(images), "lite_hrnet_18 eager": lambda: lite18(images),
+                       "lite_csw_hrnet eager": lambda: csw(images)}
+        times = _rounds(torch_calls, max(10, args.rounds // 4), 3, 1)
+    second = _report(times, "lite_csw_hrnet fast", "lite_hrnet_18 eager", 0.5, "fast lite_csw_hrnet / eager lite_hrnet_18")
+    print(f"  fast vs eager lite_csw_hrnet max abs difference {difference:.1e} (target < 1e-4: "
+          f"{'MET' if difference < 1e-4 else 'NOT MET'})")
+    return 0 if first and second and difference < 1e-4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

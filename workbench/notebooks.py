@@ -1,0 +1,152 @@
+"""Executing the reproduction notebooks (`notebooks/`) with papermill.
+
+In place with their own parameters: the committed, executed copies a reader sees without running anything
+(`python -m workbench notebooks`). With `quick`, small parameters into another folder: the test suite, CI, a fast
+look. A notebook is executed into a scratch file and replaces its target only once every cell has run; a failed
+execution leaves the target as it was and keeps the failed copy (with the traceback) for reading.
+
+The kernel is Jupyter's "python3", which must start this interpreter: the kernel spec that ipykernel installs in
+this environment does (jupyter_client runs a spec's bare "python" as the interpreter that launches it);
+`check_kernel` refuses one that points elsewhere.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError
+from workbench.paths import REPO_ROOT, reports_dir
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS = ("01_complexity", "02_training", "03_evaluation", "04_inside_csw")
+KERNEL = "python3"
+
+QUICK_PARAMETERS: dict[str, dict[str, Any]] = {
+    "01_complexity": {"models": ["lite_csw_hrnet", "small_hrnet_w16"], "sizes": [[256, 192]], "speed": "quick"},
+    "02_training": {"epochs": 2,
+                    "overrides": ["model.input_size=[128,96]", "data.subset=32", "validation.subset=8", "train.batch_size=16", "data.workers=0",
+                                  "train.warmup_iters=2", "validation.every=1", "validation.batch_size=8"]},
+    "03_evaluation": {"sets": ["coco-sample"], "untrained": ["lite_csw_hrnet"], "flip": False},
+    "04_inside_csw": {"sets": ["coco-sample"], "locations": ["stage2/module0/block0/branch0/single",
+                                                            "stage3/module0/block0/cross"],
+                      "split": "coco-sample"},
+}
+"""Small parameters per notebook: every cell runs, on a few images, in well under a minute each."""
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """One executed notebook: its name, the executed file and the wall time in seconds."""
+
+    name: str
+    path: Path
+    seconds: float
+
+
+def notebook_names(names: Sequence[str] = ()) -> list[str]:
+    """The notebooks meant by `names` (all if empty), each given whole ("02_training"), by number ("02") or by
+    topic ("training"), with or without ".ipynb"."""
+    if not names:
+        return list(NOTEBOOKS)
+    chosen = []
+    for name in names:
+        key = name.removesuffix(".ipynb")
+        found = [n for n in NOTEBOOKS if key in (n, n.split("_", 1)[0], n.split("_", 1)[1])]
+        if not found:
+            raise WorkbenchError(f"unknown notebook {name!r}. Choose from {', '.join(NOTEBOOKS)} (or their numbers).")
+        chosen += [n for n in found if n not in chosen]
+    return chosen
+
+
+def kernel_python(kernel: str = KERNEL) -> Path:
+    """The interpreter the Jupyter kernel `kernel` starts (a spec's bare "python" is the running interpreter)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        executable = KernelSpecManager().get_kernel_spec(kernel).argv[0]
+    except NoSuchKernel:
+        raise WorkbenchError(f"no Jupyter kernel {kernel!r}. Install ipykernel in this environment "
+                             f"({sys.executable} -m pip install ipykernel).") from None
+    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    return Path(sys.executable if executable in bare else executable)
+
+
+def check_kernel(kernel: str = KERNEL) -> Path:
+    """The kernel's interpreter, after checking that it belongs to this environment (the same bin folder as this
+    interpreter, links not followed); a WorkbenchError naming the fix otherwise."""
+    python = kernel_python(kernel)
+    if Path(os.path.abspath(python)).parent != Path(os.path.abspath(sys.executable)).parent:
+        raise WorkbenchError(f"the Jupyter kernel {kernel!r} starts {python}, not this environment's "
+                             f"{sys.executable}. Install this environment's kernel spec: {sys.executable} -m "
+                             "ipykernel install --sys-prefix (or remove the other spec).")
+    return python
+
+
+@contextlib.contextmanager
+def _repository_importable() -> Iterator[None]:
+    """Let the kernel import `model` and `workbench` from this checkout even when it is not pip-installed."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), saved]))
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def execute_notebook(name: str, target: Path, parameters: dict[str, Any]) -> NotebookRun:
+    """Execute notebook `name` with `parameters` into `target` (replaced only on success)."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"workbench-{name}-") as scratch:
+        running = Path(scratch) / f"{name}.ipynb"
+        if name == "02_training" and target.parent != NOTEBOOK_DIR:
+            parameters = {**parameters, "run_dir": str(Path(scratch) / "run")}
+        started = time.perf_counter()
+        try:
+            with _repository_importable():
+                papermill.execute_notebook(NOTEBOOK_DIR / f"{name}.ipynb", running, parameters=parameters,
+                                           kernel_name=KERNEL, cwd=NOTEBOOK_DIR, progress_bar=False)
+        except (PapermillExecutionError, DeadKernelError) as error:
+            what = (f"in cell {error.exec_count} ({error.ename}: {error.evalue})"
+                    if isinstance(error, PapermillExecutionError) else f"(the kernel died: {error})")
+            failed = reports_dir() / "notebooks-failed" / f"{name}.ipynb"
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(running, failed)
+            raise WorkbenchError(f"notebook {name} failed {what}. {target} is unchanged; the executed copy, with "
+                                 f"the traceback, is {failed}.") from None
+        seconds = time.perf_counter() - started
+        staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(running, staged)
+        os.replace(staged, target)
+    return NotebookRun(name, target, seconds)
+
+
+def execute_notebooks(names: Sequence[str] = (), quick: bool = False, output: str | Path | None = None,
+                      on_done: Callable[[NotebookRun], None] | None = None) -> list[NotebookRun]:
+    """Execute the notebooks `names` (all if empty), in order: in place in `notebooks/` with their own parameters,
+    or into `output` (default with `quick`: <reports>/notebooks); `quick` uses QUICK_PARAMETERS. `on_done` is
+    called after each. Training (02) writes its run into a scratch folder unless it executes in place."""
+    chosen = notebook_names(names)
+    check_kernel()
+    folder = Path(output) if output is not None else reports_dir() / "notebooks" if quick else NOTEBOOK_DIR
+    runs = []
+    for name in chosen:
+        run = execute_notebook(name, folder / f"{name}.ipynb", dict(QUICK_PARAMETERS[name]) if quick else {})
+        runs.append(run)
+        if on_done is not None:
+            on_done(run)
+    return runs

@@ -1,0 +1,431 @@
+"""What the reproduction notebooks compute, as functions a test can call: the rows of the paper's Tables 2 and 3
+measured beside the printed figures (complexity and AP), the evaluation sets, and training in chunks that show the
+curves as they grow.
+
+Tables are pandas DataFrames with readable column names; every measured column says "measured" (or names the
+counter), every printed one "printed".
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from workbench.app.models import UNTRAINED_SEED
+from workbench.complexity import G, QUICK_SPEED, ComplexityRow, SpeedSettings, csv_record, measure_rows
+from workbench.errors import WorkbenchError
+from workbench.evaluation import coco_results, evaluate_keypoints, predict_dataset, round_trip
+from workbench.paths import REPO_ROOT, data_root
+from workbench.published import published_row, published_rows
+from workbench.training import TrainingResult, build_config, config_names, load_config, read_log, train
+from workbench.training.loop import CURVES, LAST, LOG
+from workbench.weights import WeightsEntry, load_weights
+
+Size = tuple[int, int]
+SPEED_MODES = ("none", "quick", "full")
+TABLE_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+
+
+# Complexity columns of Tables 2 and 3
+
+def table_rows(models: Sequence[str] | None = None, sizes: Sequence[Sequence[int]] | None = None) -> list[tuple[str, Size]]:
+    """(model, (H, W)) of every published row the model zoo builds, in the order of `published_figures.yaml`;
+    only `models` and `sizes` when given."""
+    wanted_sizes = None if sizes is None else {tuple(int(v) for v in size) for size in sizes}
+    return [(row.model, row.input_size) for row in published_rows() if row.in_zoo
+            and (models is None or row.model in models) and (wanted_sizes is None or row.input_size in wanted_sizes)]
+
+
+def speed_settings(mode: str, threads: int) -> SpeedSettings | None:
+    """How latency is measured: "none" (counts only), "quick" (`QUICK_SPEED`: 3 rounds, throughput at batch 2) or
+    "full" (`SpeedSettings` defaults: 30 rounds, throughput at batch 32), on `threads` CPU threads."""
+    if mode not in SPEED_MODES:
+        raise WorkbenchError(f"unknown speed mode {mode!r}; choose one of {', '.join(SPEED_MODES)}.")
+    if mode == "none":
+        return None
+    return dataclasses.replace(QUICK_SPEED if mode == "quick" else SpeedSettings(), threads=threads)
+
+
+def measure_table_rows(rows: Sequence[tuple[str, Size]], settings: SpeedSettings | None
+                       ) -> tuple[list[ComplexityRow], list[str]]:
+    """Count (and, with `settings`, time) each (model, (H, W)) of `rows`; returns the rows and the notes of
+    `measure_rows` (each note once)."""
+    measured, notes = [], []
+    for name, size in rows:
+        found, found_notes = measure_rows([name], [tuple(size)], settings, show_progress=False)
+        measured += found
+        notes += found_notes
+    return measured, list(dict.fromkeys(notes))
+
+
+def _tables(model: str, size: Size) -> str:
+    published = published_row(model, size)
+    tables = [source[-1] for source in ("seed_table2", "seed_table3") if published and published.paper_row(source)]
+    return ", ".join(tables) or "-"
+
+
+def complexity_frame(rows: Sequence[ComplexityRow]) -> pd.DataFrame:
+    """The complexity columns of Tables 2 and 3, one line per measured row: parameters and GFLOPs measured here
+    beside the paper's printed ones, the recount of shared/reference/table-rows.md, and fvcore's count."""
+    lines = []
+    for row in rows:
+        record = csv_record(row)
+        published = published_row(row.model, row.input_size)
+        lines.append({
+            "model": published.label if published else row.model,
+            "input": record["input"],
+            "table": _tables(row.model, row.input_size),
+            "params measured (M)": round(row.parameters / 1e6, 3),
+            "params printed (M)": record["paper params (M)"],
+            "convention": row.convention,
+            "GFLOPs measured, row's convention (2^30)": round(row.convention_ops() / G, 3),
+            "GFLOPs printed": record["paper GFLOPs"],
+            "measured vs printed (%)": record["recomputed vs paper (%)"],
+            "GFLOPs table-rows.md recount": record["table-rows recomputed GFLOPs (2^30)"],
+            "fvcore GFLOPs measured (1e9)": round(row.fvcore / 1e9, 3),
+        })
+    return pd.DataFrame(lines)
+
+
+def printed_only_frame() -> pd.DataFrame:
+    """The published rows without a model in the zoo: printed figures only (table-rows.md)."""
+    return pd.DataFrame([{"model": row.label, "input": f"{row.input_size[0]}x{row.input_size[1]}",
+                          "params printed": row.reference["params"],
+                          "GFLOPs printed": f"{row.reference['gflops']} {row.reference['unit']}",
+                          "AP printed (val2017)": row.reference["ap"]}
+                         for row in published_rows() if not row.in_zoo and row.reference])
+
+
+def latency_frame(rows: Sequence[ComplexityRow]) -> pd.DataFrame:
+    """Measured CPU latency per image at batch 1 (median and range, milliseconds) of each timed row, with its
+    fvcore GFLOPs and throughput; empty if nothing was timed."""
+    lines = []
+    for row in rows:
+        if not row.latency:
+            continue
+        record = csv_record(row)
+        line = {"model": row.model, "input": record["input"], "fvcore GFLOPs (1e9)": round(row.fvcore / 1e9, 3)}
+        for backend in ("eager", "fast", "onnxruntime"):
+            timing = row.latency.get(backend)
+            line[f"{backend} ms (median)"] = None if timing is None else round(timing.median_ms, 1)
+            line[f"{backend} ms (min-max)"] = None if timing is None else f"{timing.min_ms:.1f}-{timing.max_ms:.1f}"
+        line["fast variant"] = row.fast_variant
+        line[f"eager images/s (batch {row.throughput_batch})"] = record["eager images/s (batch N)"]
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def notes_markdown(notes: Sequence[str]) -> str:
+    """Notes as a Markdown list."""
+    return "\n".join(f"- {note}" for note in notes)
+
+
+def flops_latency_agreement(rows: Sequence[ComplexityRow]) -> str:
+    """Markdown: per input size, how many pairs of timed models have their measured latency (eager, median) in the
+    order of their fvcore FLOPs, and the pairs that are not (the cases where FLOPs mislead about speed)."""
+    lines = []
+    for size in sorted({row.input_size for row in rows if row.latency}):
+        timed = sorted((row for row in rows if row.input_size == size and "eager" in row.latency),
+                       key=lambda row: row.fvcore)
+        pairs = [(a, b) for i, a in enumerate(timed) for b in timed[i + 1:]]
+        against = [(a, b) for a, b in pairs if a.latency["eager"].median_ms > b.latency["eager"].median_ms]
+        text = (f"- {size[0]}x{size[1]}: measured latency follows the FLOPs order for {len(pairs) - len(against)} of "
+                f"{len(pairs)} pairs of models")
+        if against:
+            text += "; against it: " + "; ".join(
+                f"{a.model} takes {a.latency['eager'].median_ms:.0f} ms with {a.fvcore / b.fvcore:.2f}x the FLOPs of "
+                f"{b.model} ({b.latency['eager'].median_ms:.0f} ms)" for a, b in against)
+        lines.append(text + ".")
+    return "\n".join(lines) or "Nothing was timed (speed = \"none\")."
+
+
+# AP columns of Tables 2 and 3
+
+@dataclass(frozen=True)
+class EvalSet:
+    """An annotation file and its images; person boxes from `detections` (COCO results) or the ground truth
+    (grown to enclose the labelled keypoints when `enclose_keypoints`)."""
+
+    name: str
+    annotations: Path
+    images: Path
+    detections: Path | None = None
+    enclose_keypoints: bool = False
+
+    @property
+    def boxes(self) -> str:
+        """Which person boxes the set uses, in words."""
+        if self.detections is not None:
+            return f"detections ({self.detections.name})"
+        return "ground truth, grown to the keypoints" if self.enclose_keypoints else "ground truth"
+
+
+SAMPLE_SETS = ("coco-sample", "fashion-pose-val", "fashion-pose-train")
+
+
+def evaluation_sets(names: Sequence[str] = ("coco-sample", "fashion-pose-val"), coco_root: str | Path | None = None,
+                    coco_detections: str | Path | None = None, root: str | Path | None = None) -> list[EvalSet]:
+    """The sample sets `names` under `root` (default: `data_root()`), then COCO val2017 when `coco_root` (the folder
+    holding annotations/ and val2017/) is given, with the person boxes of `coco_detections` if given.
+
+    coco-sample uses its detection file (the detector of the papers); fashion-pose boxes are grown to enclose
+    their keypoints, as its training config does (a few are drawn beside their person).
+    """
+    root = Path(root) if root else data_root()
+    known = {
+        "coco-sample": EvalSet("coco-sample", root / "coco-sample" / "test_coco.json", root / "coco-sample",
+                               root / "coco-sample" / "test_coco_det_AP_H_56.json"),
+        "fashion-pose-val": EvalSet("fashion-pose-val", root / "fashion-pose" / "person_keypoints_val.json",
+                                    root / "fashion-pose" / "images", enclose_keypoints=True),
+        "fashion-pose-train": EvalSet("fashion-pose-train", root / "fashion-pose" / "person_keypoints_train.json",
+                                      root / "fashion-pose" / "images", enclose_keypoints=True),
+    }
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise WorkbenchError(f"unknown data set(s) {', '.join(unknown)}. Choose from {', '.join(known)}, and pass "
+                             "coco_root for COCO val2017.")
+    sets = [known[name] for name in names]
+    if coco_root:
+        coco = Path(coco_root).expanduser()
+        sets.append(EvalSet("coco-val2017", coco / "annotations" / "person_keypoints_val2017.json", coco / "val2017",
+                            Path(coco_detections).expanduser() if coco_detections else None))
+    for item in sets:
+        if not item.annotations.is_file():
+            raise WorkbenchError(f"annotation file not found: {item.annotations}. Set WORKBENCH_DATA to the shared "
+                                 "data folder, or pass the COCO folder holding annotations/ and val2017/.")
+    return sets
+
+
+def dataset_of(eval_set: EvalSet, input_size: Size, ground_truth: bool = False, with_targets: bool = False):
+    """The CocoKeypoints crops of `eval_set` at `input_size` (H, W); `ground_truth` ignores its detections."""
+    from workbench.data import CocoKeypoints
+
+    return CocoKeypoints(eval_set.annotations, eval_set.images, tuple(input_size),
+                         detections=None if ground_truth else eval_set.detections,
+                         enclose_keypoints=eval_set.enclose_keypoints, with_targets=with_targets)
+
+
+def evaluate_on(network: nn.Module | None, eval_set: EvalSet, input_size: Size = (256, 192), flip: bool = True,
+                batch_size: int = 32) -> dict[str, Any]:
+    """COCO keypoint metrics (fractions) of `network` on `eval_set`; `network` None evaluates the round trip (the
+    ground truth rendered as target heatmaps, on ground-truth boxes), which checks the pipeline (AP near 1)."""
+    dataset = dataset_of(eval_set, input_size, ground_truth=network is None, with_targets=network is None)
+    options = dict(flip=flip, batch_size=batch_size, progress=False)
+    predictions = round_trip(dataset, **options) if network is None else predict_dataset(network, dataset, **options)
+    results = coco_results(predictions, category_id=dataset.category_id)
+    return evaluate_keypoints(dataset.coco, results, [i for i in dataset.images if i not in predictions.unreadable])
+
+
+def untrained_model(name: str, input_size: Size = (256, 192), seed: int = UNTRAINED_SEED) -> nn.Module:
+    """Model `name` with its seeded random initialisation (the app's "untrained"), eval mode; the global random
+    state is left as it was."""
+    from model import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(name, input_size=tuple(input_size)).eval()
+
+
+def _metric_columns(metrics: dict[str, Any]) -> dict[str, float]:
+    return {f"{name} measured": np.nan if metrics.get(name) is None else round(100.0 * metrics[name], 1)
+            for name in TABLE_METRICS}
+
+
+def evaluate_all(sets: Sequence[EvalSet], entries: Sequence[WeightsEntry], untrained: Sequence[str] = (),
+                 round_trips: bool = True, flip: bool = True, batch_size: int = 32,
+                 device: str | torch.device = "cpu") -> pd.DataFrame:
+    """Measured COCO metrics (percent) of every weights entry on every set, then the labelled baselines: the
+    round trip (ground truth through the pipeline) and each model of `untrained` with random weights."""
+    lines = []
+    for entry in entries:
+        network = load_weights(entry.name, device)
+        for eval_set in sets:
+            metrics = evaluate_on(network, eval_set, entry.input_size, flip, batch_size)
+            lines.append({"what": "trained checkpoint", "weights": entry.name, "model": entry.model,
+                          "input": f"{entry.input_size[0]}x{entry.input_size[1]}", "set": eval_set.name,
+                          "boxes": eval_set.boxes, **_metric_columns(metrics)})
+    for eval_set in sets:
+        if round_trips:
+            metrics = evaluate_on(None, eval_set, (256, 192), flip, batch_size)
+            lines.append({"what": "baseline: ground truth through the pipeline (round trip)", "weights": "-",
+                          "model": "-", "input": "256x192", "set": eval_set.name, "boxes": "ground truth",
+                          **_metric_columns(metrics)})
+        for name in untrained:
+            metrics = evaluate_on(untrained_model(name).to(device), eval_set, (256, 192), flip, batch_size)
+            lines.append({"what": "baseline: untrained (random init)", "weights": "untrained", "model": name,
+                          "input": "256x192", "set": eval_set.name, "boxes": eval_set.boxes,
+                          **_metric_columns(metrics)})
+    return pd.DataFrame(lines)
+
+
+def printed_ap_frame(measured: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The AP columns of Tables 2 and 3 as printed, one line per printed row, with the best AP measured here on
+    COCO val2017 for the same model and input size (from `evaluate_all`'s table) where there is one."""
+    coco = pd.DataFrame() if measured is None or measured.empty else \
+        measured[(measured["set"] == "coco-val2017") & (measured["what"] == "trained checkpoint")]
+    lines = []
+    for row in published_rows():
+        table2, table3 = row.paper_row("seed_table2"), row.paper_row("seed_table3")
+        if not (table2 or table3):
+            continue
+        size = f"{row.input_size[0]}x{row.input_size[1]}"
+        mine = coco[(coco["model"] == row.model) & (coco["input"] == size)] if not coco.empty else coco
+        line = {"model": row.label, "input": size, "params printed (M)": (table2 or table3).params_m}
+        for name in TABLE_METRICS:
+            line[f"{name} printed, Table 2 (val2017)"] = getattr(table2, name.lower()) if table2 else np.nan
+        line["AP printed, Table 3 (test-dev2017)"] = table3.ap if table3 else np.nan
+        line["AP measured here (COCO val2017)"] = mine["AP measured"].max() if len(mine) else np.nan
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def manifest_frame(entries: Sequence[WeightsEntry]) -> pd.DataFrame:
+    """The weights manifest as a table: each entry's model, input size, training data and epochs, and the metrics
+    recorded when it was trained (empty, with its columns, when the manifest is)."""
+    lines = [{"weights": e.name, "model": e.model, "input": f"{e.input_size[0]}x{e.input_size[1]}",
+              "data": e.run.get("data"), "epochs": e.run.get("epochs"),
+              **{f"recorded {k}": v for k, v in e.metrics.items() if not isinstance(v, (dict, list))}}
+             for e in entries]
+    return pd.DataFrame(lines, columns=None if lines else ["weights", "model", "input", "data", "epochs"])
+
+
+def manifest_status(entries: Sequence[WeightsEntry]) -> str:
+    """Markdown: which trained checkpoints the manifest offers, or plainly that it offers none yet."""
+    if not entries:
+        return ("**The weights manifest (weights/manifest.json) has no entries yet**: no trained checkpoint is "
+                "evaluated below, only the labelled baselines. Once entries appear, this notebook evaluates each of "
+                "them, unchanged.")
+    return (f"**{len(entries)} trained checkpoint(s) in the weights manifest**, each evaluated below: "
+            + ", ".join(f"`{e.name}` ({e.model}, {e.input_size[0]}x{e.input_size[1]})" for e in entries) + ".")
+
+
+def evaluation_reading(measured: pd.DataFrame, sets: Sequence[EvalSet]) -> str:
+    """Markdown: which numbers of the two tables were measured here, on which images, and which are printed."""
+    names = ", ".join(f"{s.name} ({s.boxes} boxes)" for s in sets)
+    trained = measured[measured["what"] == "trained checkpoint"] if not measured.empty else measured
+    lines = [f"- **Measured here** (columns ending in \"measured\"): every row of the first table, on {names}.",
+             "- **Printed** (columns with \"printed\"): the paper's Tables 2 (COCO val2017) and 3 (COCO "
+             "test-dev2017), copied from workbench/published_figures.yaml, not recomputed."]
+    if not any(s.name == "coco-val2017" for s in sets):
+        lines.append("- No COCO val2017 here, so the column \"AP measured here (COCO val2017)\" is empty: APs on the "
+                     "sample sets (a few COCO images, studio photos) are not comparable to the printed ones.")
+    if trained.empty:
+        lines.append("- No trained checkpoint was evaluated: the baselines bound what the pipeline can give, from "
+                     "the untrained floor to the round-trip ceiling.")
+    return "\n".join(lines)
+
+
+# Training
+
+def training_config(model: str = "lite_csw_hrnet", input_size: Sequence[int] = (256, 192), epochs: int | None = None,
+                    device: str = "auto", threads: int | None = None, coco_root: str | Path | None = None,
+                    overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The shipped config of `model` at `input_size` (H, W): on COCO (`coco_root`: the folder holding
+    annotations/, train2017/ and val2017/) its `_coco` recipe; otherwise on the fashion-pose sample, its `_fashion`
+    config if one is shipped, else its COCO recipe pointed at the fashion-pose data. Then `epochs` (None: the
+    config's), `device`, `threads`, no progress bars, and the "key=value" `overrides`."""
+    height, width = (int(v) for v in input_size)
+    coco_name, fashion_name = f"{model}_{height}x{width}_coco", f"{model}_{height}x{width}_fashion"
+    if coco_name not in config_names():
+        raise WorkbenchError(f"no shipped config for {model} at {height}x{width}. Choose a model and input size of: "
+                             f"{', '.join(n.removesuffix('_coco') for n in config_names() if n.endswith('_coco'))}.")
+    settings = [f"train.device={device}", "output.progress=false"]
+    if threads:
+        settings.append(f"train.threads={threads}")
+    if epochs:
+        settings.append(f"train.epochs={int(epochs)}")
+    if coco_root:
+        coco = Path(coco_root).expanduser().resolve()
+        paths = {"train_annotations": coco / "annotations" / "person_keypoints_train2017.json",
+                 "train_images": coco / "train2017",
+                 "val_annotations": coco / "annotations" / "person_keypoints_val2017.json", "val_images": coco / "val2017"}
+        return load_config(coco_name, [*settings, *(f"data.{k}={v}" for k, v in paths.items()), *overrides])
+    if fashion_name in config_names():
+        return load_config(fashion_name, [*settings, *overrides])
+    fashion = load_config("lite_csw_hrnet_256x192_fashion")["data"]
+    data = [f"data.{key}={fashion[key]}" for key in ("train_annotations", "train_images", "val_annotations",
+                                                       "val_images", "enclose_keypoints")]
+    config = load_config(coco_name, [*settings, *data, *overrides])
+    config["name"] = fashion_name
+    return config
+
+
+def new_run_dir(config: dict[str, Any]) -> Path:
+    """A new run folder for `config`: runs/notebooks/<config name>-<UTC date and time>."""
+    return REPO_ROOT / "runs" / "notebooks" / f"{config['name']}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def train_in_chunks(config: dict[str, Any], run_dir: str | Path,
+                    on_update: Callable[[Path], None] | None = None) -> TrainingResult:
+    """Train `config` into `run_dir`, continuing from its last.pt when there is one, a chunk of
+    `validation.every` epochs at a time (each chunk resumes from the checkpoint the last one saved, so the run is
+    the same as one uninterrupted call of `train`); after each chunk, `on_update(run_dir)` (e.g. to redraw the
+    curves). Stops early if a chunk was stopped by a signal (its last.pt continues it)."""
+    run_dir = Path(run_dir)
+    total, every = config["train"]["epochs"], config["validation"]["every"] or config["train"]["epochs"]
+    records = read_log(run_dir / LOG) if (run_dir / LOG).is_file() else []
+    done = records[-1]["epoch"] if records else 0
+    stops = [*range((done // every + 1) * every, total, every), total]
+    result = None
+    for stop in stops:
+        last = run_dir / LAST
+        result = train(build_config(config, [f"train.epochs={stop}"]), run_dir, last if last.is_file() else None)
+        if on_update is not None and (run_dir / LOG).is_file():
+            on_update(run_dir)
+        if result.stopped_by is not None:
+            break
+    return result
+
+
+def training_frame(run_dir: str | Path) -> pd.DataFrame:
+    """One line per epoch of a run's log: loss, learning rate, images per second and the validation metrics
+    (percent) where measured."""
+    lines = []
+    for record in read_log(Path(run_dir) / LOG):
+        line = {"epoch": record["epoch"], "loss": record["loss"], "lr": record["lr"],
+                "images/s": round(record["images_per_second"], 1)}
+        line.update({name: None if record.get(name) is None else round(100.0 * record[name], 1)
+                     for name in ("AP", "AP50", "AP75", "AR")})
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def curves_path(run_dir: str | Path) -> Path:
+    """The training-curves PNG the trainer draws beside the log."""
+    return Path(run_dir) / CURVES
+
+
+def live_training_view() -> Callable[[Path], None]:
+    """An `on_update` for `train_in_chunks` in Jupyter: one output area, redrawn after every chunk with the
+    training curves and the per-epoch table."""
+    from IPython.display import Image, display
+
+    handles: list = []
+
+    def update(run_dir: Path) -> None:
+        content = [Image(filename=str(curves_path(run_dir))), training_frame(run_dir)]
+        if not handles:
+            handles.extend(display(item, display_id=True) for item in content)
+        else:
+            for handle, item in zip(handles, content):
+                handle.update(item)
+
+    return update
+
+
+def training_summary(result: TrainingResult) -> str:
+    """Markdown: how the run ended, its best validation AP and where its checkpoints are."""
+    best = ("not validated" if result.best_metric is None
+            else f"best validation AP {100 * result.best_metric:.1f} at epoch {result.best_epoch}")
+    ending = f"stopped by {result.stopped_by}; continue it by running again with run_dir set to its folder" \
+        if result.stopped_by else "done"
+    return (f"**{ending}**: {result.epochs_done} epochs, {result.step} optimiser steps, {best}. Checkpoints "
+            f"`{result.checkpoint}` (last) and `{result.output / 'best.pt'}` (best).")
