@@ -247,20 +247,24 @@ def weight_map_frame(looks: Sequence[Look], locations: Sequence[str]) -> pd.Data
 
 def look_frame(looks: Sequence[Look]) -> pd.DataFrame:
     """Per look: the mean joint confidence, and where each joint's Grad-CAM peaks against that joint's labelled
-    position: the median distance in crop pixels, and the percentage of joints within 1/16 of the crop height."""
+    position: the median distance in crop pixels and the percentage of labelled joints within 1/16 of the crop
+    height (a flat map, with no peak, counts as a miss); and how many labelled joints have a flat map."""
     lines = []
     for item in looks:
         height, width = item.estimate.crop.shape[:2]
-        flat = item.cams.reshape(len(item.cams), -1).argmax(axis=1)
-        peaks = np.stack([flat % width, flat // width], axis=1).astype(np.float64)
-        distances = np.linalg.norm(peaks - item.joints, axis=1)[item.labelled]
+        flat = item.cams.reshape(len(item.cams), -1)
+        peaked = (flat.max(axis=1) - flat.min(axis=1) > 1e-6) & item.labelled
+        where = flat.argmax(axis=1)
+        peaks = np.stack([where % width, where // width], axis=1).astype(np.float64)
+        distances = np.linalg.norm(peaks - item.joints, axis=1)[peaked]
+        labelled = int(item.labelled.sum())
         lines.append({
             "model": item.loaded.name, "weights": item.loaded.weights_label, "person": item.person.name,
-            "labelled joints": int(item.labelled.sum()),
-            "mean joint confidence": round(float(item.estimate.scores.mean()), 3),
+            "labelled joints": labelled, "mean joint confidence": round(float(item.estimate.scores.mean()), 3),
+            "flat Grad-CAM (joints)": labelled - int(peaked.sum()),
             "Grad-CAM peak to joint, median (px)": round(float(np.median(distances)), 1) if distances.size else np.nan,
             "Grad-CAM peak at its joint (%)":
-                round(100.0 * float((distances <= CAM_RADIUS_FRACTION * height).mean()), 1) if distances.size
+                round(100.0 * float((distances <= CAM_RADIUS_FRACTION * height).sum()) / labelled, 1) if labelled
                 else np.nan,
         })
     return pd.DataFrame(lines)
@@ -309,13 +313,19 @@ def reading(looks: Sequence[Look], maps: pd.DataFrame, cams: pd.DataFrame) -> st
     for loaded in models:
         mine, cam = maps[maps["model"] == loaded.name], cams[cams["model"] == loaded.name]
         contrast = float(mine["spatial weight at joints / mean"].mean())
+        labelled, flat = int(cam["labelled joints"].sum()), int(cam["flat Grad-CAM (joints)"].sum())
+        if flat == labelled:
+            gradcam = "Grad-CAM is flat for every labelled joint (no location raises the joint's peak)"
+        else:
+            gradcam = (f"Grad-CAM peaks within {radius:.0f} px of its joint for "
+                       f"{float(cam['Grad-CAM peak at its joint (%)'].mean()):.0f}% of the labelled joints (median "
+                       f"distance {float(cam['Grad-CAM peak to joint, median (px)'].mean()):.0f} px"
+                       + (f"; flat for {flat} of {labelled}" if flat else "") + ")")
         lines.append(
             f"- {loaded.label}: spatial weights at the labelled joints are {contrast:.2f} times their mean over the "
             f"crop ({_at_joints(contrast)}); the channel weights of one image spread with a standard deviation of "
             f"{float(mine['channel weight std'].mean()):.3f}, and {float(mine['saturated (%)'].mean()):.1f}% of all "
-            f"weights are saturated; Grad-CAM peaks within {radius:.0f} px of its joint for "
-            f"{float(cam['Grad-CAM peak at its joint (%)'].mean()):.0f}% of the labelled joints (median distance "
-            f"{float(cam['Grad-CAM peak to joint, median (px)'].mean()):.0f} px); mean joint confidence "
+            f"weights are saturated; {gradcam}; mean joint confidence "
             f"{float(cam['mean joint confidence'].mean()):.2f}.")
     return "\n".join(lines + _untrained_note(models))
 

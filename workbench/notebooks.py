@@ -32,8 +32,9 @@ KERNEL = "python3"
 QUICK_PARAMETERS: dict[str, dict[str, Any]] = {
     "01_complexity": {"models": ["lite_csw_hrnet", "small_hrnet_w16"], "sizes": [[256, 192]], "speed": "quick"},
     "02_training": {"epochs": 2,
-                    "overrides": ["model.input_size=[128,96]", "data.subset=32", "validation.subset=8", "train.batch_size=16", "data.workers=0",
-                                  "train.warmup_iters=2", "validation.every=1", "validation.batch_size=8"]},
+                    "overrides": ["model.input_size=[128,96]", "data.subset=32", "validation.subset=8",
+                                  "train.batch_size=16", "data.workers=0", "train.warmup_iters=2", "validation.every=1",
+                                  "validation.batch_size=8"]},
     "03_evaluation": {"sets": ["coco-sample"], "untrained": ["lite_csw_hrnet"], "flip": False},
     "04_inside_csw": {"sets": ["coco-sample"], "locations": ["stage2/module0/block0/branch0/single",
                                                             "stage3/module0/block0/cross"],

@@ -21,6 +21,7 @@ from torch import nn
 
 from workbench.app.models import UNTRAINED_SEED
 from workbench.complexity import G, QUICK_SPEED, ComplexityRow, SpeedSettings, csv_record, measure_rows
+from workbench.data import CocoKeypoints
 from workbench.errors import WorkbenchError
 from workbench.evaluation import coco_results, evaluate_keypoints, predict_dataset, round_trip
 from workbench.paths import REPO_ROOT, data_root
@@ -36,7 +37,8 @@ TABLE_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 
 # Complexity columns of Tables 2 and 3
 
-def table_rows(models: Sequence[str] | None = None, sizes: Sequence[Sequence[int]] | None = None) -> list[tuple[str, Size]]:
+def table_rows(models: Sequence[str] | None = None,
+               sizes: Sequence[Sequence[int]] | None = None) -> list[tuple[str, Size]]:
     """(model, (H, W)) of every published row the model zoo builds, in the order of `published_figures.yaml`;
     only `models` and `sizes` when given."""
     wanted_sizes = None if sizes is None else {tuple(int(v) for v in size) for size in sizes}
@@ -168,9 +170,6 @@ class EvalSet:
         return "ground truth, grown to the keypoints" if self.enclose_keypoints else "ground truth"
 
 
-SAMPLE_SETS = ("coco-sample", "fashion-pose-val", "fashion-pose-train")
-
-
 def evaluation_sets(names: Sequence[str] = ("coco-sample", "fashion-pose-val"), coco_root: str | Path | None = None,
                     coco_detections: str | Path | None = None, root: str | Path | None = None) -> list[EvalSet]:
     """The sample sets `names` under `root` (default: `data_root()`), then COCO val2017 when `coco_root` (the folder
@@ -204,10 +203,9 @@ def evaluation_sets(names: Sequence[str] = ("coco-sample", "fashion-pose-val"), 
     return sets
 
 
-def dataset_of(eval_set: EvalSet, input_size: Size, ground_truth: bool = False, with_targets: bool = False):
-    """The CocoKeypoints crops of `eval_set` at `input_size` (H, W); `ground_truth` ignores its detections."""
-    from workbench.data import CocoKeypoints
-
+def dataset_of(eval_set: EvalSet, input_size: Size, ground_truth: bool = False,
+               with_targets: bool = False) -> CocoKeypoints:
+    """The crops of `eval_set` at `input_size` (H, W); `ground_truth` ignores its detections."""
     return CocoKeypoints(eval_set.annotations, eval_set.images, tuple(input_size),
                          detections=None if ground_truth else eval_set.detections,
                          enclose_keypoints=eval_set.enclose_keypoints, with_targets=with_targets)
@@ -256,7 +254,8 @@ def evaluate_all(sets: Sequence[EvalSet], entries: Sequence[WeightsEntry], untra
         if round_trips:
             metrics = evaluate_on(None, eval_set, (256, 192), flip, batch_size)
             lines.append({"what": "baseline: ground truth through the pipeline (round trip)", "weights": "-",
-                          "model": "-", "input": "256x192", "set": eval_set.name, "boxes": "ground truth",
+                          "model": "-", "input": "256x192", "set": eval_set.name,
+                          "boxes": dataclasses.replace(eval_set, detections=None).boxes,
                           **_metric_columns(metrics)})
         for name in untrained:
             metrics = evaluate_on(untrained_model(name).to(device), eval_set, (256, 192), flip, batch_size)
@@ -346,7 +345,8 @@ def training_config(model: str = "lite_csw_hrnet", input_size: Sequence[int] = (
         coco = Path(coco_root).expanduser().resolve()
         paths = {"train_annotations": coco / "annotations" / "person_keypoints_train2017.json",
                  "train_images": coco / "train2017",
-                 "val_annotations": coco / "annotations" / "person_keypoints_val2017.json", "val_images": coco / "val2017"}
+                 "val_annotations": coco / "annotations" / "person_keypoints_val2017.json",
+                 "val_images": coco / "val2017"}
         return load_config(coco_name, [*settings, *(f"data.{k}={v}" for k, v in paths.items()), *overrides])
     if fashion_name in config_names():
         return load_config(fashion_name, [*settings, *overrides])

@@ -1,0 +1,184 @@
+"""The reproduction notebooks: executed with quick parameters through `workbench.notebooks` (their outputs hold
+real figures and tables of numbers), the committed copies executed, the kernel of this environment, the command's
+refusals, and the readings and summaries the notebooks print, on hand-made inputs."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from model import build_model
+from workbench.cli import main
+from workbench.complexity import ComplexityRow
+from workbench.errors import WorkbenchError
+from workbench.export import conditioned_random_weights
+from workbench.inside_csw import claim_reading
+from workbench.latency import Timing
+from workbench.notebooks import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names
+from workbench.reproduction import flops_latency_agreement, printed_ap_frame, table_rows, training_config
+from workbench.weight_stats import BINS, WeightMapStats, weight_statistics
+from workbench.weight_stats_plots import statistics_frame, weight_statistics_figure
+
+
+def _outputs(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
+
+
+def _images(notebook: nbformat.NotebookNode) -> list[str]:
+    return [o.data["image/png"] for o in _outputs(notebook) if "image/png" in o.get("data", {})]
+
+
+def _tables(notebook: nbformat.NotebookNode) -> list[str]:
+    return [o.data["text/html"] for o in _outputs(notebook) if "<table" in o.get("data", {}).get("text/html", "")]
+
+
+def _text(notebook: nbformat.NotebookNode) -> str:
+    parts = []
+    for output in _outputs(notebook):
+        parts.append(output.get("text", ""))
+        parts += [output.get("data", {}).get(kind, "") for kind in ("text/markdown", "text/plain", "text/html")]
+    return "\n".join(parts)
+
+
+FIGURES = {"01_complexity", "02_training", "04_inside_csw"}
+"""The notebooks that draw figures (03 shows tables only)."""
+
+
+def _check_executed(notebook: nbformat.NotebookNode, name: str) -> None:
+    first = notebook.cells[0]
+    assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", []), name
+    assert not [o for o in _outputs(notebook) if o.output_type == "error"], name
+    assert all(c.execution_count for c in notebook.cells if c.cell_type == "code" and c.source.strip()), name
+    assert _tables(notebook) and (bool(_images(notebook)) == (name in FIGURES)), name
+
+
+@pytest.fixture(scope="module")
+def quick_notebooks(data_root, tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
+    """Every notebook executed with QUICK_PARAMETERS into a temporary folder."""
+    runs = execute_notebooks(quick=True, output=tmp_path_factory.mktemp("notebooks"))
+    assert [run.name for run in runs] == list(NOTEBOOKS)
+    return {run.name: nbformat.read(run.path, as_version=4) for run in runs}
+
+
+def test_quick_notebooks_run_every_cell_with_real_outputs(quick_notebooks):
+    for name, notebook in quick_notebooks.items():
+        _check_executed(notebook, name)
+        assert any(cell.metadata.get("tags") == ["injected-parameters"] for cell in notebook.cells), name
+
+
+def test_complexity_notebook_measures_beside_printed(quick_notebooks):
+    notebook = quick_notebooks["01_complexity"]
+    text = _text(notebook)
+    assert "Lite CSW-HRNet" in text and "0.885" in text and "0.189" in text  # 884,863 parameters, 0.189 G (B)
+    assert re.search(r"latency follows the FLOPs order for \d+ of 1 pairs", text)
+    assert len(_images(notebook)) == 2  # Figure 9 and latency against FLOPs
+
+
+def test_training_notebook_validates_resumes_and_draws_curves(quick_notebooks):
+    text = _text(quick_notebooks["02_training"])
+    assert "epoch 1: validation AP" in text and "epoch 2: validation AP" in text
+    assert "resumed from" in text and "**done**: 2 epochs, 4 optimiser steps" in text
+    assert _images(quick_notebooks["02_training"])
+
+
+def test_evaluation_notebook_labels_measured_printed_and_baselines(quick_notebooks):
+    text = _text(quick_notebooks["03_evaluation"])
+    assert "baseline: ground truth through the pipeline" in text and "baseline: untrained" in text
+    assert "64.2" in text and "67.2" in text  # Lite CSW-HRNet's printed AP, Table 2
+    assert "Measured here" in text and "Printed" in text
+    assert ("has no entries yet" in text) or ("trained checkpoint(s) in the weights manifest" in text)
+
+
+def test_inside_notebook_shows_maps_cams_and_computed_readings(quick_notebooks):
+    notebook = quick_notebooks["04_inside_csw"]
+    text = _text(notebook)
+    assert "What the numbers say" in text and "Measured over coco-sample" in text
+    assert re.search(r"spatial weights at the labelled joints are \d+\.\d\d times", text)
+    # skeletons, two locations, heatmaps, Grad-CAM for two models, the statistics figure
+    assert len(_images(notebook)) == 1 + 2 + 1 + 2 + 1
+
+
+def test_committed_notebooks_are_executed():
+    for name in NOTEBOOKS:
+        _check_executed(nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4), name)
+
+
+def test_kernel_is_this_environment():
+    assert check_kernel().parent == Path(sys.executable).absolute().parent
+
+
+def test_notebook_names_and_refusals(capsys):
+    assert notebook_names(["02", "evaluation", "04_inside_csw.ipynb"]) == ["02_training", "03_evaluation",
+                                                                          "04_inside_csw"]
+    assert notebook_names() == list(NOTEBOOKS)
+    with pytest.raises(WorkbenchError, match="unknown notebook 'nope'"):
+        notebook_names(["nope"])
+    with pytest.raises(SystemExit) as stopped:
+        main(["notebooks", "nope"])
+    assert stopped.value.code == 2 and "unknown notebook 'nope'" in capsys.readouterr().err
+
+
+def test_rows_configs_and_printed_ap():
+    assert ("resnet152", (384, 288)) in table_rows() and ("resnet152", (256, 192)) not in table_rows()
+    assert table_rows(["lite_csw_hrnet"], [[384, 288]]) == [("lite_csw_hrnet", (384, 288))]
+    config = training_config("lite_hrnet_30", (256, 192), epochs=3, threads=1)
+    assert config["name"] == "lite_hrnet_30_256x192_fashion" and config["train"]["epochs"] == 3
+    assert config["data"]["train_annotations"] == "fashion-pose/person_keypoints_train.json"
+    coco = training_config("lite_csw_hrnet", (384, 288), coco_root="/datasets/coco")
+    assert coco["data"]["val_images"] == "/datasets/coco/val2017" and coco["train"]["epochs"] == 210
+    with pytest.raises(WorkbenchError, match="no shipped config"):
+        training_config("lite_csw_hrnet", (128, 96))
+    printed = printed_ap_frame().set_index(["model", "input"])
+    assert printed.loc[("Lite CSW-HRNet", "384x288"), "AP printed, Table 3 (test-dev2017)"] == 66.6
+    assert printed["AP measured here (COCO val2017)"].isna().all()
+
+
+def _row(model: str, gflops: float, ms: float) -> ComplexityRow:
+    row = ComplexityRow(model, (256, 192), 1, int(gflops * 1e9), 0, 0, "B")
+    row.latency["eager"] = Timing(ms, ms, ms, 3)
+    return row
+
+
+def test_flops_latency_agreement_names_the_pairs_against_the_flops_order():
+    text = flops_latency_agreement([_row("a", 0.2, 60.0), _row("b", 0.5, 30.0), _row("c", 1.0, 90.0)])
+    assert "follows the FLOPs order for 2 of 3 pairs" in text
+    assert "a takes 60 ms with 0.40x the FLOPs of b (30 ms)" in text
+
+
+def _stats(near_0: float, across: float) -> list[WeightMapStats]:
+    return [WeightMapStats("stage2/module0/block0/cross/channel", 2, "cross", "channel", 10, 0.5, near_0, 0.0, 0.1,
+                           across, np.ones(BINS, dtype=np.int64))]
+
+
+class _Loaded:
+    def __init__(self, name: str) -> None:
+        self.name, self.label, self.trained = name, f"{name} · trained", True
+
+
+def test_claim_reading_follows_the_numbers():
+    models = [_Loaded("lite_csw_hrnet"), _Loaded("lite_hrnet_18")]
+    text = claim_reading({"lite_csw_hrnet": _stats(0.01, 0.02), "lite_hrnet_18": _stats(0.30, 0.02)}, models, "val")
+    assert "saturate less than lite_hrnet_18's and vary about as much as" in text and "untrained" not in text
+    text = claim_reading({"lite_csw_hrnet": _stats(0.30, 0.05), "lite_hrnet_18": _stats(0.01, 0.01)}, models, "val")
+    assert "saturate more than lite_hrnet_18's and vary more than" in text
+
+
+def test_weight_statistics_table_and_figure():
+    torch.manual_seed(0)
+    statistics = {name: weight_statistics(conditioned_random_weights(build_model(name), (64, 64)),
+                                          [torch.randn(2, 3, 64, 64)]) for name in ("lite_csw_hrnet", "lite_hrnet_18")}
+    frame = statistics_frame(statistics)
+    assert set(frame["weights"]) == {"cross channel", "cross spatial", "single channel", "single spatial",
+                                     "cross weights"}
+    assert np.allclose(frame["saturated"], frame["near_0"] + frame["near_1"])
+    assert (frame[frame["model"] == "lite_csw_hrnet"]["across_image_std"] > 0).all()
+    figure = weight_statistics_figure(statistics, "test")
+    axes = figure.get_axes()
+    assert len(axes) == 4 and all(len(a.patches) >= len(frame) for a in axes[1:])
+    with pytest.raises(ValueError, match="no weight maps"):
+        weight_statistics_figure({"small_hrnet_w16": []})
