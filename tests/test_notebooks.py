@@ -3,6 +3,7 @@ real figures and tables of numbers), the committed copies executed, the kernel o
 refusals, and the readings and summaries the notebooks print, on hand-made inputs."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
@@ -20,9 +21,11 @@ from workbench.export import conditioned_random_weights
 from workbench.inside_csw import claim_reading
 from workbench.latency import Timing
 from workbench.notebooks import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names
-from workbench.reproduction import flops_latency_agreement, printed_ap_frame, table_rows, training_config
+from workbench.reproduction import evaluate_all, evaluation_sets, flops_latency_agreement, manifest_frame, \
+    manifest_status, printed_ap_frame, table_rows, training_config, untrained_model
 from workbench.weight_stats import BINS, WeightMapStats, weight_statistics
 from workbench.weight_stats_plots import statistics_frame, weight_statistics_figure
+from workbench.weights import read_manifest, save_weights
 
 
 def _outputs(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
@@ -30,7 +33,9 @@ def _outputs(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
 
 
 def _images(notebook: nbformat.NotebookNode) -> list[str]:
-    return [o.data["image/png"] for o in _outputs(notebook) if "image/png" in o.get("data", {})]
+    """The figures (PNG or JPEG, base64) among the outputs."""
+    return [output.data[kind] for output in _outputs(notebook) for kind in ("image/png", "image/jpeg")
+            if kind in output.get("data", {})]
 
 
 def _tables(notebook: nbformat.NotebookNode) -> list[str]:
@@ -136,6 +141,22 @@ def test_rows_configs_and_printed_ap():
     printed = printed_ap_frame().set_index(["model", "input"])
     assert printed.loc[("Lite CSW-HRNet", "384x288"), "AP printed, Table 3 (test-dev2017)"] == 66.6
     assert printed["AP measured here (COCO val2017)"].isna().all()
+
+
+def test_evaluation_takes_manifest_entries_as_they_appear(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path))
+    assert read_manifest() == [] and "has no entries yet" in manifest_status([])
+    save_weights(untrained_model("lite_csw_hrnet"), "csw_test", run={"data": "none", "epochs": 0},
+                 metrics={"val_AP": 0.0})
+    entries = read_manifest()
+    assert manifest_frame(entries)["recorded val_AP"].tolist() == [0.0] and "`csw_test`" in manifest_status(entries)
+    (coco_sample,) = evaluation_sets(["coco-sample"], root=data_root)
+    ground_truth = dataclasses.replace(coco_sample, name="coco-val2017", detections=None)  # stands in for val2017
+    table = evaluate_all([ground_truth], entries, round_trips=True, flip=False)
+    assert table["what"].tolist() == ["trained checkpoint", "baseline: ground truth through the pipeline (round trip)"]
+    assert table["AP measured"].tolist()[1] == 100.0
+    printed = printed_ap_frame(table).set_index(["model", "input"])
+    assert printed.loc[("Lite CSW-HRNet", "256x192"), "AP measured here (COCO val2017)"] == table["AP measured"][0]
 
 
 def _row(model: str, gflops: float, ms: float) -> ComplexityRow:

@@ -114,7 +114,7 @@ def execute_notebook(name: str, target: Path, parameters: dict[str, Any]) -> Not
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"workbench-{name}-") as scratch:
         running = Path(scratch) / f"{name}.ipynb"
-        if name == "02_training" and target.parent != NOTEBOOK_DIR:
+        if name == "02_training" and target.parent.resolve() != NOTEBOOK_DIR:
             parameters = {**parameters, "run_dir": str(Path(scratch) / "run")}
         started = time.perf_counter()
         try:

@@ -14,11 +14,11 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "notebooks", help="execute the reproduction notebooks (in place, or --quick into another folder)",
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=__doc__.split("\n\n")[1])
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="notebooks to execute, e.g. 02_training or 02 (default: all, in order)")
     parser.add_argument("--quick", action="store_true",
-                        help="small parameters (a few images, tiny training): every cell runs in about a minute")
+                        help="small parameters (a few images, a tiny training run): all four in about two minutes")
     parser.add_argument("--output", type=Path,
                         help="folder for the executed notebooks (default: notebooks/ itself, or reports/notebooks/ "
                              "with --quick)")
