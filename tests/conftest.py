@@ -67,3 +67,12 @@ def stand_in_onnx(stand_in_model: PooledColour, tmp_path: Path) -> Path:
     path = tmp_path / "pooled.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One PyTorch thread: batch-1 models run about as fast and do not stall when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

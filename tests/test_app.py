@@ -37,13 +37,7 @@ from workbench.weights import save_weights
 INSIDE_BOX = "156, 106, 200, 300"  # its padded crop lies inside the 512x512 astronaut
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One PyTorch thread: batch-1 models run about as fast and do not stall when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _card(height: int = 160, width: int = 120) -> np.ndarray:

@@ -15,13 +15,7 @@ from workbench.gradcam import JointPeakTarget, gradcam_layers, joint_gradcam
 from workbench.keypoints import JOINT_NAMES, SKELETON
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One PyTorch thread: batch-1 models run about as fast and do not stall when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
