@@ -16,7 +16,7 @@ from workbench.cli import main
 from workbench.data import CocoKeypoints
 from workbench.errors import WorkbenchError
 from workbench.evaluation import EMPTY_RESULTS_MESSAGE, METRIC_NAMES, coco_results, evaluate_keypoints, \
-    format_metrics, has_keypoint_annotations, predict_dataset, round_trip, write_json_atomic
+    format_metrics, has_keypoint_annotations, predict_dataset, round_trip
 from workbench.inference import oks_to_many
 from workbench.paths import REPO_ROOT
 
@@ -105,15 +105,6 @@ def test_files_without_keypoint_ground_truth_are_not_evaluated(data_root):
     assert has_keypoint_annotations(coco) and not has_keypoint_annotations(image_info)
     with pytest.raises(WorkbenchError, match="no keypoint ground truth"):
         evaluate_keypoints(image_info, [{"image_id": 785, "category_id": 1, "keypoints": [0] * 51, "score": 1}])
-
-
-def test_write_json_atomic_replaces_whole_files_only(tmp_path):
-    path = write_json_atomic(tmp_path / "out" / "metrics.json", {"AP": 0.5})
-    write_json_atomic(path, {"AP": 0.7})
-    assert json.loads(path.read_text()) == {"AP": 0.7}
-    with pytest.raises(TypeError):
-        write_json_atomic(path, {"AP": object()})
-    assert json.loads(path.read_text()) == {"AP": 0.7} and [p.name for p in path.parent.iterdir()] == ["metrics.json"]
 
 
 # the evaluate command

@@ -17,11 +17,12 @@ from model import build_model
 from workbench.cli import main
 from workbench.complexity import ComplexityRow
 from workbench.errors import WorkbenchError
+from workbench.evaluation_sets import evaluation_sets
 from workbench.export import conditioned_random_weights
 from workbench.inside_csw import claim_reading
 from workbench.latency import Timing
 from workbench.notebooks import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names
-from workbench.reproduction import evaluate_all, evaluation_sets, flops_latency_agreement, manifest_frame, \
+from workbench.reproduction import evaluate_all, flops_latency_agreement, manifest_frame, \
     manifest_status, printed_ap_frame, table_rows, training_config, untrained_model
 from workbench.weight_stats import BINS, WeightMapStats, weight_statistics
 from workbench.weight_stats_plots import statistics_frame, weight_statistics_figure

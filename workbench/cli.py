@@ -1,13 +1,15 @@
 """`python -m workbench <command>`: one subcommand per module in `workbench.commands`.
 
-Each command module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
-Command modules import their heavy dependencies inside `func`, so that `--help` stays fast.
+Each command module defines `register(subparsers)`, which adds its parser and sets `func(args) -> int`;
+`args.command_line` holds the command as typed, for reports to record. Command modules import their heavy
+dependencies inside `func`, so that `--help` stays fast.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import pkgutil
+import shlex
 import sys
 
 from workbench import commands
@@ -23,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = "python -m workbench " + shlex.join(argv)
     try:
         code = args.func(args)
     except WorkbenchError as error:

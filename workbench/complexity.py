@@ -43,6 +43,7 @@ from model import build_model
 from workbench.errors import WorkbenchError
 from workbench.export import conditioned_random_weights, export_onnx, ort_session, run_session
 from workbench.fast_inference import fast_model
+from workbench.files import write_atomic
 from workbench.latency import Timing, peak_memory_bytes, set_threads, throughput, time_cuda_events, time_interleaved
 from workbench.published import published_row, published_rows, row_convention
 
@@ -585,16 +586,6 @@ def latency_flops_figure(rows: list[ComplexityRow]):
     return figure
 
 
-def _atomic_write(path, write: Callable[[Any], None]) -> None:
-    """Write through `write(temporary path)` beside `path`, then rename over `path`."""
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        write(temporary)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_report(rows: list[ComplexityRow], directory, settings: SpeedSettings | None = None,
                  measured: list[MeasuredAP] = (), notes: list[str] = (), command: str = "") -> list:
     """Write complexity.md, complexity.csv and the two plots into `directory` (each atomically); returns the paths."""
@@ -610,10 +601,10 @@ def write_report(rows: list[ComplexityRow], directory, settings: SpeedSettings |
     paths = [directory / "complexity.md", directory / "complexity.csv", directory / FLOPS_AP_PLOT,
              directory / LATENCY_PLOT]
     text = markdown_report(rows, settings, list(measured), list(notes), command)
-    _atomic_write(paths[0], lambda p: p.write_text(text))
-    _atomic_write(paths[1], lambda p: p.write_text(table.getvalue()))
+    write_atomic(paths[0], lambda p: p.write_text(text))
+    write_atomic(paths[1], lambda p: p.write_text(table.getvalue()))
     for path, figure in ((paths[2], flops_ap_figure(rows, list(measured))), (paths[3], latency_flops_figure(rows))):
-        _atomic_write(path, lambda p, f=figure: f.savefig(p, dpi=120))
+        write_atomic(path, lambda p, f=figure: f.savefig(p, dpi=120))
         plt.close(figure)
     return paths
 

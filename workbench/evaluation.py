@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -226,19 +223,3 @@ def format_metrics(metrics: dict[str, Any]) -> str:
                 lines.append(f"{name:<15}{row['count']:>6}{row['mean_px']:>9.2f}{row['median_px']:>10.2f}"
                              f"{row['mean_oks']:>7.3f}{row['oks_at_least_0.5']:>8.3f}")
     return "\n".join(lines)
-
-
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path

@@ -22,11 +22,11 @@ from model import run_with_probes
 from workbench import visualize
 from workbench.app.models import LoadedModel, ModelCache, default_weights, model_structure
 from workbench.data.transforms import to_tensor, transform_points
+from workbench.evaluation_sets import EvalSet, dataset_of, evaluation_sets
 from workbench.gradcam import gradcam_layers, joint_gradcam
 from workbench.images import read_image
 from workbench.inference import PoseEstimate, estimate_pose
 from workbench.keypoints import JOINT_NAMES
-from workbench.reproduction import EvalSet, dataset_of, evaluation_sets
 from workbench.weight_stats import HIGH, LOW, WeightMapStats, weight_statistics
 
 CAM_RADIUS_FRACTION = 1 / 16

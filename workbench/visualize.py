@@ -233,7 +233,6 @@ def lite_hrnet_cross_figure(crop: np.ndarray, weights: np.ndarray, splits: Seque
     grid = figure.add_gridspec(1, 1 + len(splits), width_ratios=(3,) + (1,) * len(splits))
     _channel_axes(figure.add_subplot(grid[0, 0]), weights.mean(axis=(1, 2)), splits, "spatial mean of the weight")
     start = 0
-    image = None
     map_axes = []
     for branch, size in enumerate(splits):
         axes = figure.add_subplot(grid[0, 1 + branch])

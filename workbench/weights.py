@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 
 from workbench.checkpoints import load_state_dict
 from workbench.errors import WorkbenchError
+from workbench.files import write_atomic, write_text_atomic
 from workbench.paths import weights_dir
 
 MANIFEST = "manifest.json"
@@ -136,23 +135,9 @@ def save_weights(
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu() for k, v in network.state_dict().items()}
     path = folder / f"{entry_name}.pt"
-    _atomic_write(path, lambda handle: torch.save(state, handle))
+    write_atomic(path, lambda temporary: torch.save(state, temporary))
     entry = WeightsEntry(entry_name, network.name, tuple(network.input_size), path.name, file_sha256(path), run, metrics)
     entries = [e for e in read_manifest(folder) if e.name != entry_name] + [entry]
     text = json.dumps({"weights": [asdict(e) for e in entries]}, indent=2) + "\n"
-    _atomic_write(folder / MANIFEST, lambda handle: handle.write(text.encode()))
+    write_text_atomic(folder / MANIFEST, text)
     return entry
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through `write(binary handle)` to a temporary file beside `path`, then rename it over `path`."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
-import sys
 from pathlib import Path
 
 
@@ -77,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
                                  throughput_repeats=args.throughput_repeats, fast_variants=tuple(args.fast_variants),
                                  onnx=args.onnx)
     rows, notes = measure_rows(models, list(args.sizes), settings)
-    command = "python -m workbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "complexity"
-    paths = write_report(rows, args.output or reports_dir(), settings, measured, notes, command)
+    paths = write_report(rows, args.output or reports_dir(), settings, measured, notes, args.command_line)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -3,6 +3,8 @@
 Writes, into --output (default: reports/evaluate/<model>_<image set>/), the results in COCO's submission format
 (person_keypoints_<image set>_<model>_results.json) and metrics.json, each atomically (temporary file, then rename).
 Without ground-truth keypoints (test-dev2017 image info) only the results file is written, for submission.
+With --manifest, evaluates the project's trained weights (all, or the named entries) on the standard sets and
+writes the evaluation report into --output (default: reports/): evaluation.md, .csv, .png and training_curves.png.
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="model name (one of model.model_names()); needs --checkpoint")
     source.add_argument("--onnx", type=Path, help="exported ONNX file (its input size is read from the graph)")
+    source.add_argument("--manifest", nargs="*", metavar="NAME",
+                        help="evaluate the weights of weights/manifest.json (all, or these entries) on --sets and "
+                             "write the evaluation report")
     source.add_argument("--round-trip", action="store_true",
                         help="evaluate the ground truth rendered as target heatmaps instead of a model: checks the "
                              "annotations and the pipeline (expect AP near 1); needs ground-truth boxes")
@@ -27,8 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="normalisation mean for pixels in [0, 1] (default: ImageNet's 0.485 0.456 0.406)")
     parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
                         help="normalisation std for pixels in [0, 1] (default: ImageNet's 0.229 0.224 0.225)")
-    parser.add_argument("--annotations", type=Path, required=True, help="COCO person-keypoints json")
-    parser.add_argument("--images", type=Path, required=True, help="folder of the annotation file's images")
+    parser.add_argument("--annotations", type=Path, help="COCO person-keypoints json (not with --manifest)")
+    parser.add_argument("--images", type=Path, help="folder of the annotation file's images (not with --manifest)")
+    parser.add_argument("--sets", nargs="+", help="with --manifest: named sets of workbench.evaluation_sets (default: "
+                                                  "fashion-pose-val-annotated fashion-pose-val coco-sample-gt "
+                                                  "coco-sample)")
     parser.add_argument("--detections", type=Path, help="person boxes in COCO results format (default: the "
                                                         "ground-truth boxes)")
     parser.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection box score")
@@ -65,9 +73,15 @@ def run(args: argparse.Namespace) -> int:
     from workbench.data import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints
     from workbench.errors import WorkbenchError
     from workbench.evaluation import coco_results, evaluate_keypoints, format_metrics, has_keypoint_annotations, \
-        predict_dataset, round_trip, write_json_atomic
+        predict_dataset, round_trip
+    from workbench.files import write_json_atomic
     from workbench.paths import reports_dir
 
+    if args.manifest is not None:
+        return run_manifest(args)
+    if args.annotations is None or args.images is None:
+        raise WorkbenchError("pass --annotations and --images (the COCO json and its image folder), or --manifest "
+                             "to evaluate the project's weights on the standard sets.")
     if (args.model is None) != (args.checkpoint is None):
         raise WorkbenchError("--model and --checkpoint go together: pass both (or --onnx, or --round-trip).")
     if args.round_trip and args.detections:
@@ -130,4 +144,30 @@ def run(args: argparse.Namespace) -> int:
                              "mean": list(dataset.mean), "std": list(dataset.std)})
     metrics_path = write_json_atomic(output / "metrics.json", metrics)
     print(f"wrote {results_path} and {metrics_path}")
+    return 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    """Evaluate the manifest's weights (all, or `args.manifest`'s names) on `args.sets` and write the report."""
+    import torch
+
+    from workbench.errors import WorkbenchError
+    from workbench.evaluation_report import REPORT_SETS, evaluation_table, write_evaluation_report
+    from workbench.evaluation_sets import evaluation_sets
+    from workbench.paths import reports_dir
+    from workbench.weights import find_weights, read_manifest
+
+    entries = [find_weights(name) for name in args.manifest] if args.manifest else read_manifest()
+    if not entries:
+        raise WorkbenchError("the weights manifest has no entries yet: train a model (`python -m workbench train`) "
+                             "and publish it (`python -m workbench weights publish RUN`) first.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
+        "cpu" if args.device == "auto" else args.device
+    table = evaluation_table(entries, evaluation_sets(args.sets or REPORT_SETS), flip=args.flip,
+                             batch_size=args.batch_size, device=device)
+    for path in write_evaluation_report(table, entries, args.output or reports_dir(), args.command_line):
+        print(f"wrote {path}")
+    print(table.to_string(index=False))
     return 0

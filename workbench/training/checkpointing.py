@@ -8,7 +8,6 @@ that epoch already done), "step" (optimiser steps in all), "epoch_loss", "epoch_
 """
 from __future__ import annotations
 
-import os
 import pickle
 import random
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from workbench.errors import WorkbenchError
+from workbench.files import write_atomic
 from workbench.training.config import Config, build_config, model_differences
 
 FORMAT = "workbench-training-checkpoint-1"
@@ -49,27 +49,9 @@ def restore_rng(rng: dict[str, Any]) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """torch.save `state` to a temporary file beside `path`, sync it, then rename it over `path`.
-
-    A crash at any moment leaves either the old file or the new one, never half of one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("wb") as handle:
-            torch.save({"format": FORMAT, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return path
+    """torch.save `state` atomically (`workbench.files.write_atomic`): a crash at any moment leaves either the old
+    file or the new one, never half of one."""
+    return write_atomic(path, lambda temporary: torch.save({"format": FORMAT, **state}, temporary))
 
 
 def load_checkpoint(path: str | Path, config: Config | None = None) -> dict[str, Any]:

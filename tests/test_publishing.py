@@ -1,0 +1,106 @@
+"""From a finished training run to the weights manifest (`weights publish`) and the evaluation report
+(`evaluate --manifest`), on a real tiny run over fashion-pose photos."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.cli import main
+from workbench.errors import WorkbenchError
+from workbench.publishing import publish_run
+from workbench.training import load_config, train
+from workbench.training.checkpointing import load_checkpoint, save_checkpoint
+from workbench.weights import load_weights, read_manifest, verified_path
+
+TINY = ["model.input_size=[64,64]", "data.subset=32", "validation.subset=16", "train.batch_size=8", "train.epochs=2",
+        "train.warmup_iters=2", "validation.every=2", "train.threads=1", "data.workers=0", "output.progress=false"]
+"""2 epochs x 4 steps at 64x64 on 32 fashion-pose photos: the mechanics of publishing, not accuracy."""
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_root, tmp_path_factory) -> Path:
+    config = load_config("lite_csw_hrnet_256x192_fashion", [*TINY, f"data.root={data_root}"])
+    output = tmp_path_factory.mktemp("publish") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train(config, output).epochs_done == 2
+    finally:
+        torch.set_num_threads(threads)
+    return output
+
+
+@pytest.fixture()
+def weights_folder(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "weights"
+    monkeypatch.setenv("WORKBENCH_WEIGHTS", str(folder))
+    monkeypatch.setenv("WORKBENCH_REPORTS", str(tmp_path / "reports"))
+    return folder
+
+
+def test_publishing_records_the_run_and_stores_half_precision_weights_that_load(finished_run, weights_folder, capsys):
+    main_code = _cli(["weights", "publish", str(finished_run), "--name", "tiny_csw", "--threads", "1"])
+    assert main_code == 0 and "published 'tiny_csw'" in capsys.readouterr().out
+    (entry,) = read_manifest(weights_folder)
+    assert (entry.name, entry.model, entry.input_size) == ("tiny_csw", "lite_csw_hrnet", (64, 64))
+    assert verified_path(entry) == weights_folder / "tiny_csw.pt"
+    run = entry.run
+    assert run["epochs"] == 2 and run["steps"] == 8 and run["checkpoint"] == "last.pt"
+    assert run["schedule"]["optimizer"] == "Adam" and run["schedule"]["batch_size"] == 8
+    assert run["data"]["train"] == "fashion-pose/person_keypoints_train.json" and run["initialisation"] == "from scratch"
+    assert run["training_seconds"] > 0 and run["config"]["data"]["subset"] == 32
+    assert run["stored_as"] == "float16" and abs(run["val_AP_float16"] - run["val_AP_float32"]) <= 1e-3
+    assert entry.metrics["val_AP"] == pytest.approx(run["val_AP_float16"])
+    assert (weights_folder / run["log"]).read_text() == (finished_run / "log.jsonl").read_text()
+    assert (weights_folder / run["curves"]).read_bytes()[:4] == b"\x89PNG"
+    stored = torch.load(weights_folder / entry.file, weights_only=True)
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    trained = load_checkpoint(finished_run / "last.pt")["model"]
+    loaded = load_weights("tiny_csw").state_dict()
+    assert all(torch.allclose(loaded[k], v.float(), rtol=1e-3, atol=1e-4) for k, v in trained.items()
+               if v.is_floating_point())
+    assert _cli(["weights", "list"]) == 0 and "tiny_csw" in capsys.readouterr().out
+
+
+def test_an_unfinished_run_is_refused(finished_run, tmp_path):
+    state = load_checkpoint(finished_run / "last.pt")
+    state["epoch"] = 1
+    unfinished = tmp_path / "unfinished"
+    save_checkpoint({k: v for k, v in state.items() if k != "format"}, unfinished / "last.pt")
+    with pytest.raises(WorkbenchError, match=r"has done 1 of its 2 epochs: finish it with .*--resume"):
+        publish_run(unfinished, directory=tmp_path / "weights")
+
+
+def test_the_evaluation_report_covers_every_entry_and_set(finished_run, weights_folder, capsys):
+    publish_run(finished_run, "tiny_csw", progress=False)
+    assert _cli(["evaluate", "--manifest", "--batch-size", "16", "--threads", "1"]) == 0
+    reports = weights_folder.parent / "reports"
+    rows = list(csv.DictReader((reports / "evaluation.csv").open()))
+    trained = {row["set"]: row for row in rows if row["weights"] == "tiny_csw"}
+    ceilings = {row["set"]: float(row["AP"]) for row in rows if row["weights"].startswith("round trip")}
+    assert set(trained) == {"fashion-pose-val-annotated", "fashion-pose-val", "coco-sample-gt", "coco-sample"}
+    assert set(ceilings) == {"fashion-pose-val-annotated", "fashion-pose-val", "coco-sample-gt"}
+    assert ceilings["fashion-pose-val"] > 0.99 and ceilings["coco-sample-gt"] > 0.95
+    assert all(0.0 <= float(row["AP"]) <= 1.0 for row in trained.values())
+    assert trained["coco-sample"]["boxes"].startswith("detections")
+    text = (reports / "evaluation.md").read_text()
+    assert "`python -m workbench evaluate --manifest --batch-size 16 --threads 1`" in text and "tiny_csw" in text
+    for picture in ("evaluation.png", "training_curves.png"):
+        assert (reports / picture).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_report_without_weights_says_how_to_get_them(weights_folder, capsys):
+    assert _cli(["evaluate", "--manifest"]) == 2
+    assert "no entries yet" in capsys.readouterr().err
+    assert _cli(["evaluate", "--model", "lite_csw_hrnet"]) == 2
+    assert "pass --annotations and --images" in capsys.readouterr().err
+
+
+def _cli(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    return exit_.value.code
+

@@ -1,0 +1,153 @@
+"""The evaluation report of the project's trained weights (`python -m workbench evaluate --manifest`).
+
+Every weights entry of the manifest is evaluated on the standard sets (fashion-pose val with its boxes as annotated
+and grown to the keypoints, coco-sample with ground-truth and detector boxes; flip test), beside the round trip of
+each set (the ground truth rendered as heatmaps and decoded by the same pipeline: the ceiling its boxes allow).
+Written atomically into reports/: evaluation.md, evaluation.csv, evaluation.png (AP per set and model) and
+training_curves.png (validation AP and loss of every run, from the logs kept beside the weights).
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from workbench.evaluation_sets import EvalSet, evaluate_on
+from workbench.files import write_atomic, write_text_atomic
+from workbench.paths import weights_dir
+from workbench.training.logs import read_log
+from workbench.weights import WeightsEntry, load_weights
+
+REPORT_SETS = ("fashion-pose-val-annotated", "fashion-pose-val", "coco-sample-gt", "coco-sample")
+METRICS = ("AP", "AP50", "AP75", "AR")
+ROUND_TRIP = "round trip (ground truth)"
+
+
+def _metric_cells(metrics: dict[str, Any]) -> dict[str, float | None]:
+    return {name: None if metrics.get(name) is None else round(float(metrics[name]), 4) for name in METRICS}
+
+
+def evaluation_table(entries: Sequence[WeightsEntry], sets: Sequence[EvalSet], flip: bool = True,
+                     batch_size: int = 32, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
+    """One line per (weights entry, set) with AP, AP50, AP75 and AR (fractions), then one round-trip line per set
+    that uses ground-truth boxes."""
+    lines = []
+    jobs = [(entry, eval_set) for entry in entries for eval_set in sets]
+    network, loaded = None, None
+    for entry, eval_set in tqdm(jobs, desc="evaluating", unit="set", disable=not progress):
+        if loaded != entry.name:
+            network, loaded = load_weights(entry.name, device), entry.name
+        metrics = evaluate_on(network, eval_set, entry.input_size, flip, batch_size)
+        lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": entry.name, "model": entry.model,
+                      "input": f"{entry.input_size[0]}x{entry.input_size[1]}",
+                      "parameters": sum(p.numel() for p in network.parameters()), **_metric_cells(metrics)})
+    for eval_set in sets:
+        if eval_set.detections is None:
+            metrics = evaluate_on(None, eval_set, (256, 192), flip, batch_size)
+            lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": ROUND_TRIP, "model": "-",
+                          "input": "256x192", "parameters": None, **_metric_cells(metrics)})
+    return pd.DataFrame(lines, columns=["set", "boxes", "weights", "model", "input", "parameters", *METRICS])
+
+
+def evaluation_figure(table: pd.DataFrame) -> Figure:
+    """Bars of AP per set, one colour per weights entry; the round trip of a set as a black line over its bars."""
+    import seaborn as sns
+
+    trained = table[table["weights"] != ROUND_TRIP]
+    sets = list(dict.fromkeys(table["set"]))
+    figure = Figure(figsize=(2.2 + 1.9 * len(sets), 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    sns.barplot(data=trained, x="set", y="AP", hue="weights", order=sets, ax=axes, palette="colorblind")
+    for container in axes.containers:
+        axes.bar_label(container, fmt="%.3f", fontsize=6, rotation=90, padding=2)
+    for position, name in enumerate(sets):
+        ceiling = table[(table["set"] == name) & (table["weights"] == ROUND_TRIP)]["AP"]
+        if len(ceiling):
+            axes.hlines(float(ceiling.iloc[0]), position - 0.45, position + 0.45, colors="black", linewidth=1.5,
+                        label=ROUND_TRIP if position == 0 else None)
+    axes.set_ylim(0, 1.08)
+    axes.set_ylabel("COCO keypoint AP (flip test)")
+    axes.set_xlabel("")
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
+    axes.set_title("Trained weights on the sample sets (measured here)", fontsize=10)
+    return figure
+
+
+def training_curves_figure(entries: Sequence[WeightsEntry], directory: str | Path | None = None) -> Figure:
+    """Validation AP (left) and training loss (right) per epoch of every entry whose run log is kept beside the
+    weights (`run["log"]`)."""
+    folder = Path(directory or weights_dir())
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    ap_axes, loss_axes = figure.subplots(1, 2)
+    for entry in entries:
+        if not entry.run.get("log") or not (folder / entry.run["log"]).is_file():
+            continue
+        records = read_log(folder / entry.run["log"])
+        validated = [r for r in records if r.get("AP") is not None]
+        ap_axes.plot([r["epoch"] for r in validated], [r["AP"] for r in validated], marker="o", markersize=3,
+                     label=entry.name)
+        loss_axes.plot([r["epoch"] for r in records], [r["loss"] for r in records], label=entry.name)
+    ap_axes.set(xlabel="epoch", ylabel="validation AP", title="validation AP (the run's own validation set)")
+    loss_axes.set(xlabel="epoch", ylabel="heatmap loss", yscale="log", title="training loss")
+    for axes in (ap_axes, loss_axes):
+        axes.grid(alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7)
+    return figure
+
+
+def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], command: str) -> str:
+    """The report as markdown: AP by set and weights, the full table, and each run's record in one line."""
+    pivot = table.pivot_table(index="weights", columns="set", values="AP", sort=False)
+    shown = table.assign(parameters=table["parameters"].map(lambda n: "-" if pd.isna(n) else f"{int(n):,}"))
+    runs = [f"- `{e.name}` ({e.model}, {e.input_size[0]}x{e.input_size[1]}): {e.run.get('epochs', '?')} epochs, "
+            f"{e.run.get('training_seconds', 0) / 3600:.1f} h of training, stored as {e.run.get('stored_as', '?')}; curves "
+            f"`weights/{e.run.get('curves', '-')}`" + (f". {e.run['note']}" if e.run.get("note") else "")
+            for e in entries]
+    return "\n".join([
+        "# Evaluation of the project's trained weights",
+        "",
+        f"Written by `{command}`. Every number here was measured by that command on this project's weights "
+        "(weights/manifest.json); COCO keypoint metrics with the flip test. The round trip renders each set's ground "
+        "truth as target heatmaps and decodes it through the same pipeline: the best any network can score with "
+        "those boxes. fashion-pose-val-annotated uses the val boxes as annotated (a few are drawn beside their "
+        "person); fashion-pose-val grows them to enclose the labelled keypoints, as training and validation did. "
+        "coco-sample has 4 images: read its APs as an illustration, not a measurement.",
+        "",
+        "## AP by set",
+        "",
+        pivot.to_markdown(floatfmt=".3f", missingval="-"),
+        "",
+        "## All metrics",
+        "",
+        shown.to_markdown(index=False, floatfmt=".3f", missingval="-"),
+        "",
+        "## Runs",
+        "",
+        *runs,
+        "",
+        "![AP per set](evaluation.png)",
+        "",
+        "![training curves](training_curves.png)",
+        "",
+    ])
+
+
+def write_evaluation_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], directory: str | Path,
+                            command: str) -> list[Path]:
+    """Write evaluation.md, evaluation.csv, evaluation.png and training_curves.png into `directory`, each
+    atomically; returns their paths."""
+    directory = Path(directory)
+    csv = io.StringIO()
+    table.to_csv(csv, index=False)
+    paths = [write_text_atomic(directory / "evaluation.md", markdown_report(table, entries, command)),
+             write_text_atomic(directory / "evaluation.csv", csv.getvalue())]
+    for name, figure in (("evaluation.png", evaluation_figure(table)),
+                         ("training_curves.png", training_curves_figure(entries))):
+        paths.append(write_atomic(directory / name, lambda temporary, f=figure: f.savefig(temporary, dpi=120)))
+    return paths

@@ -1,0 +1,114 @@
+"""Turning a finished training run into one of the project's weights: evaluate, store compactly, record.
+
+`publish_run` reads a run folder written by `python -m workbench train` (config.yaml, last.pt, log.jsonl,
+training_curves.png), refuses a run that has not finished its schedule, evaluates the final weights on the run's
+validation set in float32 and again after a float16 round trip, and stores them with `workbench.weights.save_weights`
+(float16 when the AP moves by no more than the tolerance, float32 otherwise) together with the record of the run.
+The run's log and curves are copied beside the weights as `<name>.log.jsonl` and `<name>.training_curves.png`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.errors import WorkbenchError
+from workbench.paths import weights_dir
+from workbench.weights import WeightsEntry, save_weights
+
+PRETRAINED_IN_PUBLISHED_RUNS = {
+    "mobilenetv2": "The published MobileNetV2 run (Table 2) starts from ImageNet weights; none are available here, "
+                   "so this run starts from scratch like the Lite models.",
+    "shufflenetv2": "The published ShuffleNetV2 run (Table 2) starts from ImageNet weights; none are available here, "
+                    "so this run starts from scratch like the Lite models.",
+}
+
+
+def _half_round_trip(network: nn.Module) -> nn.Module:
+    """`network` with every floating-point tensor of its state rounded to float16 and back (what loading an fp16
+    weights file gives)."""
+    state = {k: v.half().float() if v.is_floating_point() else v for k, v in network.state_dict().items()}
+    network.load_state_dict(state)
+    return network
+
+
+def run_record(config: dict[str, Any], log: list[dict[str, Any]], checkpoint: str) -> dict[str, Any]:
+    """The manifest's description of a run: its config, data and split, schedule, augmentation, seed, epochs,
+    and its time (the sum of the logged epoch times, validation not included, and their median)."""
+    data, train = config["data"], config["train"]
+    seconds = [record["seconds"] for record in log]
+    record = {
+        "config_name": config["name"],
+        "command": f"python -m workbench train --config {config['name']}",
+        "data": {"train": data["train_annotations"], "val": data["val_annotations"], "images": data["train_images"],
+                 "boxes": "ground truth, grown to enclose the labelled keypoints" if data["enclose_keypoints"]
+                 else "ground truth"},
+        "epochs": len(log),
+        "steps": log[-1]["step"],
+        "checkpoint": checkpoint,
+        "initialisation": "from scratch" if not config["model"]["backbone_weights"] else
+        f"backbone from {Path(config['model']['backbone_weights']).name}",
+        "schedule": {"optimizer": "Adam", "lr": train["lr"], "weight_decay": train["weight_decay"],
+                     "batch_size": train["batch_size"], "warmup_iters": train["warmup_iters"],
+                     "milestones": train["milestones"], "gamma": train["gamma"]},
+        "augmentation": dict(data["augmentation"]),
+        "seed": train["seed"],
+        "precision": train["precision"],
+        "threads": train["threads"],
+        "training_seconds": round(sum(seconds)),
+        "median_epoch_seconds": round(statistics.median(seconds), 1),
+        "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU",
+        "config": config,
+    }
+    if config["model"]["name"] in PRETRAINED_IN_PUBLISHED_RUNS:
+        record["note"] = PRETRAINED_IN_PUBLISHED_RUNS[config["model"]["name"]]
+    return record
+
+
+def publish_run(run_dir: str | Path, name: str | None = None, checkpoint: str = "last.pt", tolerance: float = 1e-3,
+                directory: str | Path | None = None, progress: bool = True) -> tuple[WeightsEntry, dict[str, float]]:
+    """Store the weights of the finished run in `run_dir` as manifest entry `name` (default: the run's config
+    name) in `directory` (default: weights/).
+
+    Returns the entry and the validation APs: {"float32": AP, "float16": AP}. float16 is stored when the two
+    differ by at most `tolerance`.
+    """
+    from workbench.training.checkpointing import load_checkpoint
+    from workbench.training.data import build_datasets
+    from workbench.training.logs import read_log
+    from workbench.training.loop import CURVES, LOG, build_network, validate
+
+    run_dir = Path(run_dir)
+    state = load_checkpoint(run_dir / checkpoint)
+    config = state["config"]
+    epochs = config["train"]["epochs"]
+    if state["epoch"] < epochs:
+        raise WorkbenchError(f"{run_dir} has done {state['epoch']} of its {epochs} epochs: finish it with "
+                             f"`python -m workbench train --output {run_dir} --resume`, then publish.")
+    log = read_log(run_dir / LOG)
+    network = build_network(config, load_backbone=False)
+    network.load_state_dict(state["model"])
+    _, val_set = build_datasets({**config, "validation": {**config["validation"], "every": 1, "subset": None}})
+    ap = {"float32": validate(network, val_set, config, progress)["AP"]}
+    metrics = validate(_half_round_trip(network), val_set, config, progress)
+    ap["float16"] = metrics["AP"]
+    half = abs(ap["float16"] - ap["float32"]) <= tolerance
+    if not half:
+        network.load_state_dict(state["model"])
+        metrics = validate(network, val_set, config, progress)
+    name = name or config["name"]
+    folder = Path(directory or weights_dir())
+    record = {**run_record(config, log, checkpoint), "stored_as": "float16" if half else "float32",
+              "val_AP_float32": ap["float32"], "val_AP_float16": ap["float16"],
+              "log": f"{name}.log.jsonl", "curves": f"{name}.training_curves.png"}
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / LOG, folder / record["log"])
+    shutil.copyfile(run_dir / CURVES, folder / record["curves"])
+    val_metrics = {f"val_{key}": value for key, value in metrics.items() if isinstance(value, (int, float))}
+    entry = save_weights(network.eval(), name, run=record, metrics=val_metrics, half=half, directory=folder)
+    return entry, ap
