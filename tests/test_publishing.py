@@ -79,7 +79,8 @@ def test_the_evaluation_report_covers_every_entry_and_set(finished_run, weights_
     assert _cli(["evaluate", "--manifest", "--batch-size", "16", "--threads", "1"]) == 0
     reports = weights_folder.parent / "reports"
     rows = list(csv.DictReader((reports / "evaluation.csv").open()))
-    trained = {row["set"]: row for row in rows if row["weights"] == "tiny_csw"}
+    trained = {row["set"]: row for row in rows if row["weights"] == "tiny_csw" and row["decode"] == "standard"}
+    assert sorted(row["decode"] for row in rows if row["weights"] == "tiny_csw") == ["dark"] * 4 + ["standard"] * 4
     ceilings = {row["set"]: float(row["AP"]) for row in rows if row["weights"].startswith("round trip")}
     assert set(trained) == {"fashion-pose-val-annotated", "fashion-pose-val", "coco-sample-gt", "coco-sample"}
     assert set(ceilings) == {"fashion-pose-val-annotated", "fashion-pose-val", "coco-sample-gt"}

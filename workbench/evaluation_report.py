@@ -1,8 +1,8 @@
 """The evaluation report of the project's trained weights (`python -m workbench evaluate --manifest`).
 
 Every weights entry of the manifest is evaluated on the standard sets (fashion-pose val with its boxes as annotated
-and grown to the keypoints, coco-sample with ground-truth and detector boxes; flip test), beside the round trip of
-each set (the ground truth rendered as heatmaps and decoded by the same pipeline: the ceiling its boxes allow).
+and grown to the keypoints, coco-sample with ground-truth and detector boxes; flip test), with the standard
+quarter-offset decoding that training validates with and with DARK, beside the round trip of each set (the ground truth rendered as heatmaps and decoded by the same pipeline: the ceiling its boxes allow).
 Written atomically into reports/: evaluation.md, evaluation.csv, evaluation.png (AP per set and model) and
 training_curves.png (validation AP and loss of every run, from the logs kept beside the weights).
 """
@@ -25,6 +25,7 @@ from workbench.weights import WeightsEntry, load_weights
 
 REPORT_SETS = ("fashion-pose-val-annotated", "fashion-pose-val", "coco-sample-gt", "coco-sample")
 METRICS = ("AP", "AP50", "AP75", "AR")
+DECODINGS = ("standard", "dark")
 ROUND_TRIP = "round trip (ground truth)"
 
 
@@ -32,33 +33,35 @@ def _metric_cells(metrics: dict[str, Any]) -> dict[str, float | None]:
     return {name: None if metrics.get(name) is None else round(float(metrics[name]), 4) for name in METRICS}
 
 
-def evaluation_table(entries: Sequence[WeightsEntry], sets: Sequence[EvalSet], flip: bool = True,
-                     batch_size: int = 32, device: str = "cpu", progress: bool = True) -> pd.DataFrame:
-    """One line per (weights entry, set) with AP, AP50, AP75 and AR (fractions), then one round-trip line per set
-    that uses ground-truth boxes."""
+def evaluation_table(entries: Sequence[WeightsEntry], sets: Sequence[EvalSet], decodings: Sequence[str] = DECODINGS,
+                     flip: bool = True, batch_size: int = 32, device: str = "cpu",
+                     progress: bool = True) -> pd.DataFrame:
+    """One line per (weights entry, set, decoding) with AP, AP50, AP75 and AR (fractions), then one round-trip line
+    (standard decoding) per set that uses ground-truth boxes."""
     lines = []
-    jobs = [(entry, eval_set) for entry in entries for eval_set in sets]
+    jobs = [(entry, eval_set, decode) for entry in entries for eval_set in sets for decode in decodings]
     network, loaded = None, None
-    for entry, eval_set in tqdm(jobs, desc="evaluating", unit="set", disable=not progress):
+    for entry, eval_set, decode in tqdm(jobs, desc="evaluating", unit="set", disable=not progress):
         if loaded != entry.name:
             network, loaded = load_weights(entry.name, device), entry.name
-        metrics = evaluate_on(network, eval_set, entry.input_size, flip, batch_size)
+        metrics = evaluate_on(network, eval_set, entry.input_size, flip, batch_size, decode)
         lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": entry.name, "model": entry.model,
-                      "input": f"{entry.input_size[0]}x{entry.input_size[1]}",
+                      "input": f"{entry.input_size[0]}x{entry.input_size[1]}", "decode": decode,
                       "parameters": sum(p.numel() for p in network.parameters()), **_metric_cells(metrics)})
     for eval_set in sets:
         if eval_set.detections is None:
             metrics = evaluate_on(None, eval_set, (256, 192), flip, batch_size)
             lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": ROUND_TRIP, "model": "-",
-                          "input": "256x192", "parameters": None, **_metric_cells(metrics)})
-    return pd.DataFrame(lines, columns=["set", "boxes", "weights", "model", "input", "parameters", *METRICS])
+                          "input": "256x192", "decode": "standard", "parameters": None, **_metric_cells(metrics)})
+    return pd.DataFrame(lines, columns=["set", "boxes", "weights", "model", "input", "decode", "parameters", *METRICS])
 
 
 def evaluation_figure(table: pd.DataFrame) -> Figure:
-    """Bars of AP per set, one colour per weights entry; the round trip of a set as a black line over its bars."""
+    """Bars of AP per set (standard decoding), one colour per weights entry; the round trip of a set as a black
+    line over its bars."""
     import seaborn as sns
 
-    trained = table[table["weights"] != ROUND_TRIP]
+    trained = table[(table["weights"] != ROUND_TRIP) & (table["decode"] == "standard")]
     sets = list(dict.fromkeys(table["set"]))
     figure = Figure(figsize=(2.2 + 1.9 * len(sets), 4.0), layout="constrained")
     axes = figure.add_subplot()
@@ -71,7 +74,7 @@ def evaluation_figure(table: pd.DataFrame) -> Figure:
             axes.hlines(float(ceiling.iloc[0]), position - 0.45, position + 0.45, colors="black", linewidth=1.5,
                         label=ROUND_TRIP if position == 0 else None)
     axes.set_ylim(0, 1.08)
-    axes.set_ylabel("COCO keypoint AP (flip test)")
+    axes.set_ylabel("COCO keypoint AP (flip test, standard decoding)")
     axes.set_xlabel("")
     axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
     axes.set_title("Trained weights on the sample sets (measured here)", fontsize=10)
@@ -103,7 +106,8 @@ def training_curves_figure(entries: Sequence[WeightsEntry], directory: str | Pat
 
 def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], command: str) -> str:
     """The report as markdown: AP by set and weights, the full table, and each run's record in one line."""
-    pivot = table.pivot_table(index="weights", columns="set", values="AP", sort=False)
+    pivot = table.pivot_table(index=["weights", "decode"], columns="set", values="AP", sort=False).reset_index()
+    pivot = pivot.astype(object).where(pivot.notna(), None)
     shown = table.assign(parameters=table["parameters"].map(lambda n: "-" if pd.isna(n) else f"{int(n):,}"))
     runs = [f"- `{e.name}` ({e.model}, {e.input_size[0]}x{e.input_size[1]}): {e.run.get('epochs', '?')} epochs, "
             f"{e.run.get('training_seconds', 0) / 3600:.1f} h of training, stored as {e.run.get('stored_as', '?')}; curves "
@@ -117,11 +121,13 @@ def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], comman
         "truth as target heatmaps and decodes it through the same pipeline: the best any network can score with "
         "those boxes. fashion-pose-val-annotated uses the val boxes as annotated (a few are drawn beside their "
         "person); fashion-pose-val grows them to enclose the labelled keypoints, as training and validation did. "
-        "coco-sample has 4 images: read its APs as an illustration, not a measurement.",
+        "Decoding: standard is the quarter-pixel offset that training validates with; dark is DARK's Taylor "
+        "refinement of the modulated heatmap (Zhang et al., CVPR 2020). coco-sample has 4 images: read its APs as "
+        "an illustration, not a measurement.",
         "",
         "## AP by set",
         "",
-        pivot.to_markdown(floatfmt=".3f", missingval="-"),
+        pivot.to_markdown(index=False, floatfmt=".3f", missingval="-"),
         "",
         "## All metrics",
         "",

@@ -87,11 +87,12 @@ def dataset_of(eval_set: EvalSet, input_size: Size, ground_truth: bool = False,
 
 
 def evaluate_on(network: nn.Module | None, eval_set: EvalSet, input_size: Size = (256, 192), flip: bool = True,
-                batch_size: int = 32) -> dict[str, Any]:
-    """COCO keypoint metrics (fractions) of `network` on `eval_set`; `network` None evaluates the round trip (the
-    ground truth rendered as target heatmaps, on ground-truth boxes), which checks the pipeline (AP near 1)."""
+                batch_size: int = 32, decode: str = "standard") -> dict[str, Any]:
+    """COCO keypoint metrics (fractions) of `network` on `eval_set`, heatmaps decoded by `decode` ("standard" or
+    "dark"); `network` None evaluates the round trip (the ground truth rendered as target heatmaps, on ground-truth
+    boxes), which checks the pipeline (AP near 1)."""
     dataset = dataset_of(eval_set, input_size, ground_truth=network is None, with_targets=network is None)
-    options = dict(flip=flip, batch_size=batch_size, progress=False)
+    options = dict(flip=flip, batch_size=batch_size, decode=decode, progress=False)
     predictions = round_trip(dataset, **options) if network is None else predict_dataset(network, dataset, **options)
     results = coco_results(predictions, category_id=dataset.category_id)
     return evaluate_keypoints(dataset.coco, results, [i for i in dataset.images if i not in predictions.unreadable])

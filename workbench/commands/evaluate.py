@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--oks-threshold", type=float, default=0.9, help="OKS NMS threshold (1 disables)")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="skip the flip test")
     parser.add_argument("--decode", choices=("standard", "dark"), default="standard",
-                        help="heatmap decoding: quarter-pixel offset, or DARK refinement")
+                        help="heatmap decoding: quarter-pixel offset, or DARK refinement (--manifest reports both)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     parser.add_argument("--device", default="auto", help="torch device for --model (auto: cuda if available)")
