@@ -28,7 +28,8 @@ from workbench.app.inputs import MAX_SIDE, coco_image_id, detection_choices, dow
 from workbench.app.models import CHECKPOINT, UNTRAINED, ModelCache, default_weights, model_choices, \
     model_structure, resolve_device, weight_choices
 from workbench.cli import build_parser
-from workbench.complexity import FLOPS_AP_PLOT, QUICK_SPEED
+from workbench.complexity import QUICK_SPEED
+from workbench.complexity_report import FLOPS_AP_PLOT
 from workbench.errors import WorkbenchError
 from workbench.keypoints import JOINT_NAMES
 from workbench.paths import REPO_ROOT

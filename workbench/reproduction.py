@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from workbench.app.models import UNTRAINED_SEED
-from workbench.complexity import G, QUICK_SPEED, ComplexityRow, SpeedSettings, csv_record, measure_rows
+from workbench.complexity import G, QUICK_SPEED, ComplexityRow, SpeedSettings, measure_rows
+from workbench.complexity_report import csv_record
 from workbench.errors import WorkbenchError
 from workbench.evaluation_sets import EvalSet, evaluate_on
 from workbench.paths import REPO_ROOT

@@ -20,8 +20,8 @@ from matplotlib import pyplot
 from model import INPUT_SIZES, model_names
 from workbench import visualize
 from workbench.app.messages import readable
-from workbench.complexity import FLOPS_AP_PLOT, LATENCY_PLOT, QUICK_SPEED, SpeedSettings, csv_record, \
-    flops_ap_figure, latency_flops_figure, measure_rows
+from workbench.complexity import QUICK_SPEED, SpeedSettings, measure_rows
+from workbench.complexity_report import FLOPS_AP_PLOT, LATENCY_PLOT, csv_record, flops_ap_figure, latency_flops_figure
 from workbench.errors import WorkbenchError
 from workbench.paths import reports_dir
 

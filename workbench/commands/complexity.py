@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from model import model_names
-    from workbench.complexity import QUICK_SPEED, SpeedSettings, load_measured_ap, measure_rows, write_report
+    from workbench.complexity import QUICK_SPEED, SpeedSettings, measure_rows
+    from workbench.complexity_report import load_measured_ap, write_report
     from workbench.errors import WorkbenchError
     from workbench.paths import reports_dir
 

@@ -1,0 +1,323 @@
+"""The complexity report: the rows of `workbench.complexity.measure_rows` beside the published figures
+(`workbench.published`) and the project's measured APs, as Markdown, CSV and two plots (FLOPs against AP like the
+paper's Figure 9, measured latency against FLOPs)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.complexity import G, M, ComplexityRow, SpeedSettings
+from workbench.errors import WorkbenchError
+from workbench.files import write_atomic
+from workbench.latency import Timing
+from workbench.published import published_row, published_rows
+
+
+@dataclass
+class MeasuredAP:
+    """An AP the project measured itself: `model` at `input_size` (H, W), AP in percent, and where it comes from."""
+
+    model: str
+    input_size: tuple[int, int]
+    ap: float
+    source: str
+
+
+
+def load_measured_ap(paths: list[str]) -> list[MeasuredAP]:
+    """The project's own APs from evaluation outputs (`python -m workbench evaluate` writes `metrics.json`: "AP"
+    as a fraction, the model and input size under "settings"). A file must name its model and input size."""
+    found = []
+    for path in map(Path, paths):
+        try:
+            data = json.loads(path.read_text())
+            settings = data.get("settings", data)
+            model, size, ap = settings["model"], tuple(int(v) for v in settings["input_size"]), data["AP"]
+        except (OSError, ValueError) as error:
+            raise WorkbenchError(f"cannot read metrics file {path} ({error}). Pass a metrics.json written by "
+                                 "`python -m workbench evaluate`.") from None
+        except (KeyError, TypeError):
+            raise WorkbenchError(f"{path} lacks AP, settings.model or settings.input_size. Pass a metrics.json "
+                                 "written by `python -m workbench evaluate`.") from None
+        if ap is not None:
+            data_name = Path(str(settings.get("annotations", path.parent.name))).stem
+            found.append(MeasuredAP(model, size, float(ap) * (100.0 if ap <= 1.0 else 1.0), data_name))
+    return found
+
+
+def _percent(value: float | None, reference: float | None) -> float | None:
+    return None if value is None or not reference else 100.0 * (value - reference) / reference
+
+
+def csv_record(row: ComplexityRow, measured: list[MeasuredAP] = ()) -> dict[str, Any]:
+    """One flat CSV record of `row` with its published figures; GFLOPs in units of 1e9 (fvcore) or 2^30."""
+    published = published_row(row.model, row.input_size)
+    recomputed = row.convention_ops()
+    reference = published.reference_recomputed_ops() if published else None
+    table2 = published.paper_row("seed_table2") if published else None
+    table3 = published.paper_row("seed_table3") if published else None
+    paper = table2 or table3
+    record: dict[str, Any] = {
+        "model": row.model,
+        "input": f"{row.input_size[0]}x{row.input_size[1]}",
+        "parameters": row.parameters,
+        "fvcore GFLOPs (1e9)": round(row.fvcore / 1e9, 4),
+        "convention": row.convention,
+        "convention A GFLOPs (2^30)": round(row.convention_a / G, 4),
+        "convention B GFLOPs (2^30)": round(row.convention_b / G, 4),
+        "convention B MFLOPs (2^20)": round(row.convention_b / M, 1),
+        "recomputed GFLOPs (2^30)": round(recomputed / G, 4),
+        "table-rows recomputed GFLOPs (2^30)": None if reference is None else round(reference / G, 4),
+        "recomputed vs table-rows (%)": _round(_percent(recomputed, reference), 2),
+        "published GFLOPs (2^30)": None if not published or not published.reference
+        else round(published.reference_published_ops() / G, 4),
+        "paper GFLOPs": paper.gflops if paper else None,
+        "recomputed vs paper (%)": _round(_percent(recomputed / G, paper.gflops if paper else None), 1),
+        "paper params (M)": paper.params_m if paper else None,
+        "paper AP val2017": table2.ap if table2 else None,
+        "paper AP test-dev2017": table3.ap if table3 else None,
+        "table-rows AP": published.reference.get("ap") if published and published.reference else None,
+        "measured AP": "; ".join(f"{m.ap:.1f} ({m.source})" for m in measured
+                                 if m.model == row.model and m.input_size == row.input_size) or None,
+    }
+    for backend, label in (("eager", "latency ms"), ("fast", "fast latency ms"), ("onnxruntime", "onnxruntime latency ms")):
+        timing = row.latency.get(backend)
+        record[f"{label} (median, batch 1)"] = _round(timing and timing.median_ms, 2)
+        record[f"{label} (min)"] = _round(timing and timing.min_ms, 2)
+        record[f"{label} (max)"] = _round(timing and timing.max_ms, 2)
+    record["fast variant"] = row.fast_variant
+    record["fast max abs diff"] = row.max_abs_diff.get("fast")
+    record["onnxruntime max abs diff"] = row.max_abs_diff.get("onnxruntime")
+    record["peak memory MB (batch 1)"] = _round(row.peak_memory and row.peak_memory / 1e6, 1)
+    for backend in ("eager", "fast", "onnxruntime"):
+        record[f"{backend} images/s (batch N)"] = _round(row.throughput.get(backend), 1)
+    record["throughput batch N"] = row.throughput_batch
+    for backend in ("eager", "fast"):
+        timing = row.cuda_latency.get(backend)
+        record[f"cuda {backend} latency ms (median, batch 1)"] = _round(timing and timing.median_ms, 3)
+    return record
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _cell(value: Any, digits: int | None = None) -> str:
+    if value is None:
+        return "-"
+    if digits is not None and isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _sci(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1e}"
+
+
+def _timing_cell(timing: Timing | None) -> str:
+    return "-" if timing is None else f"{timing.median_ms:.1f} [{timing.min_ms:.1f}-{timing.max_ms:.1f}]"
+
+
+def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, measured: list[MeasuredAP],
+                    notes: list[str], command: str) -> str:
+    """The report as Markdown: method, operation counts against the published figures, latency table, the
+    published rows without a model in the zoo, and the plots."""
+    import fvcore
+    import onnxruntime
+
+    records = [csv_record(row, measured) for row in rows]
+    lines = [
+        "# Complexity and speed",
+        "",
+        f"Written by `{command}`.",
+        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} PyTorch threads at "
+        f"start; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, fvcore {fvcore.__version__}.",
+        "",
+        "## How the figures are counted",
+        "",
+        "- **fvcore GFLOPs (1e9)**: fvcore 0.1.5's FlopCountAnalysis on one image: one multiply-add is one flop, every "
+        "call counts, batch norm, pooling and upsampling count, element-wise ops (sigmoid, mul, add) and reductions "
+        "fvcore does not know (max pooling, channel mean/max) count zero. fvcore has no handle for "
+        "`aten::avg_pool2d`; the project registers one that counts one flop per input element, like fvcore's own "
+        "`adaptive_avg_pool2d` handle (the Lite models pool with fixed kernels where the official code pools "
+        "adaptively, for ONNX).",
+        "- **Convention A** (HRNet repository, G = 2^30): for every convolution and linear layer, weight count x "
+        "output H x W, every call counted, nothing else.",
+        "- **Convention B** (Lite-HRNet repository's torchstat, G = 2^30, M = 2^20): convolution multiply-adds "
+        "(transposed convolutions at their input resolution) plus bias, batch norm (2 per element), ReLU (1 per "
+        "element), max and fixed-kernel average pooling (1 per input element) and nearest upsampling (1 per output "
+        "pixel); a module that runs more than once counts once.",
+        "- **recomputed**: the project's count under the convention the model's published row used "
+        "(shared/reference/table-rows.md), against table-rows.md's recomputed figure and the seed paper's printed one.",
+        "",
+        *[f"- {note}" for note in notes],
+        "",
+        "## Operation counts against the published figures",
+        "",
+        "| model | input | params | fvcore GFLOPs | conv. | recomputed G | table-rows recomputed G | diff % | "
+        "paper G | diff % | conv. B M (2^20) | conv. A G |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['model']} | {r['input']} | {r['parameters']:,} | {r['fvcore GFLOPs (1e9)']:.4f} | {r['convention']} "
+            f"| {r['recomputed GFLOPs (2^30)']:.4f} | {_cell(r['table-rows recomputed GFLOPs (2^30)'], 4)} "
+            f"| {_cell(r['recomputed vs table-rows (%)'], 2)} | {_cell(r['paper GFLOPs'], 2)} "
+            f"| {_cell(r['recomputed vs paper (%)'], 1)} | {r['convention B MFLOPs (2^20)']:.1f} "
+            f"| {r['convention A GFLOPs (2^30)']:.3f} |"
+        )
+    if settings is not None and any(row.latency for row in rows):
+        lines += [
+            "",
+            f"## Latency, memory and throughput (CPU, {settings.threads} threads)",
+            "",
+            "Per image at batch 1, milliseconds: median [min-max] over the rounds run; eager PyTorch, the fast "
+            "PyTorch path (its variant named) and ONNX Runtime were timed interleaved, one call of each per round. "
+            "`max abs diff`: largest difference to eager on a random input. Peak memory: bytes PyTorch's allocator "
+            "held above the weights during one eager batch-1 inference. Throughput: images per second at batch N.",
+            "",
+            "| model | input | eager ms | fast ms (variant) | onnxruntime ms | fast / eager | ort / eager | "
+            "max abs diff fast, ort | peak MB | images/s eager, fast, ort (N) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row, r in zip(rows, records):
+            eager, fast, ort = (row.latency.get(k) for k in ("eager", "fast", "onnxruntime"))
+            lines.append(
+                f"| {row.model} | {r['input']} | {_timing_cell(eager)} | {_timing_cell(fast)} ({row.fast_variant or '-'}) "
+                f"| {_timing_cell(ort)} | {_cell(fast and eager and fast.median_ms / eager.median_ms, 2)} "
+                f"| {_cell(ort and eager and ort.median_ms / eager.median_ms, 2)} "
+                f"| {_sci(row.max_abs_diff.get('fast'))}, {_sci(row.max_abs_diff.get('onnxruntime'))} "
+                f"| {_cell(r['peak memory MB (batch 1)'], 1)} "
+                f"| {', '.join(_cell(row.throughput.get(k), 1) for k in ('eager', 'fast', 'onnxruntime'))} "
+                f"({_cell(row.throughput_batch)}) |"
+            )
+    if any(row.cuda_latency for row in rows):
+        lines += ["", "## CUDA (CUDA events, batch 1)", "", "| model | input | eager ms | fast ms | peak MB |",
+                  "|---|---|---:|---:|---:|"]
+        for row, r in zip(rows, records):
+            lines.append(f"| {row.model} | {r['input']} | {_timing_cell(row.cuda_latency.get('eager'))} "
+                         f"| {_timing_cell(row.cuda_latency.get('fast'))} "
+                         f"| {_cell(row.cuda_peak_memory and row.cuda_peak_memory / 1e6, 1)} |")
+    outside = [p for p in published_rows() if not p.in_zoo]
+    if outside:
+        lines += ["", "## Published rows without a model in the zoo", "",
+                  "| row | input | params | published | AP |", "|---|---|---:|---:|---:|"]
+        for p in outside:
+            ref = p.reference
+            lines.append(f"| {p.label} | {p.input_size[0]}x{p.input_size[1]} | {ref['params']:,} "
+                         f"| {ref['gflops']} {ref['unit']} | {ref['ap']} |")
+    lines += ["", "## Plots", "", f"![FLOPs against AP]({FLOPS_AP_PLOT})", "",
+              f"![Latency against FLOPs]({LATENCY_PLOT})", "",
+              "Sources of every published figure: workbench/published_figures.yaml.", ""]
+    return "\n".join(lines)
+
+
+FLOPS_AP_PLOT = "complexity_flops_ap.png"
+LATENCY_PLOT = "complexity_latency_flops.png"
+
+
+def flops_ap_figure(rows: list[ComplexityRow], measured: list[MeasuredAP]):
+    """Figure 9 of the paper, redrawn: GFLOPs against AP, (a) Table 2 (val2017) at 256x192, (b) Table 3
+    (test-dev2017) at 384x288. Filled: the paper's printed GFLOPs; hollow: the project's recount under the row's
+    convention (G = 2^30); stars: APs the project measured (`measured`, at the recount)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recount = {(r.model, r.input_size): r.convention_ops() / G for r in rows}
+    figure, panels = plt.subplots(1, 2, figsize=(12, 5))
+    for axes, source, size, title in ((panels[0], "seed_table2", (256, 192), "(a) COCO val2017, 256x192"),
+                                      (panels[1], "seed_table3", (384, 288), "(b) COCO test-dev2017, 384x288")):
+        for published in published_rows():
+            paper = published.paper_row(source)
+            if paper is None or published.input_size != size:
+                continue
+            point = axes.scatter(paper.gflops, paper.ap, s=40)
+            axes.annotate(published.label, (paper.gflops, paper.ap), xytext=(4, 4), textcoords="offset points",
+                          fontsize=8)
+            if (published.model, size) in recount:
+                x = recount[(published.model, size)]
+                axes.scatter(x, paper.ap, s=40, facecolors="none", edgecolors=point.get_facecolor())
+                axes.plot([paper.gflops, x], [paper.ap, paper.ap], color=point.get_facecolor()[0], lw=0.8)
+        for m in measured:
+            if m.input_size == size and (m.model, size) in recount:
+                axes.scatter(recount[(m.model, size)], m.ap, marker="*", s=120, color="black")
+                axes.annotate(f"{m.model} measured ({m.source})", (recount[(m.model, size)], m.ap),
+                              xytext=(4, -10), textcoords="offset points", fontsize=7)
+        axes.set_xscale("log")
+        axes.set_xlabel("GFLOPs (filled: paper; hollow: project recount, row's convention)")
+        axes.set_ylabel("AP (%)")
+        axes.set_title(title)
+        axes.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    return figure
+
+
+def latency_flops_figure(rows: list[ComplexityRow]):
+    """Measured CPU latency (ms, median, batch 1) against fvcore GFLOPs per input size, one marker per backend:
+    where the points leave the FLOPs order, FLOPs mislead."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    sizes = sorted({r.input_size for r in rows})
+    figure, panels = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 5), squeeze=False)
+    for axes, size in zip(panels[0], sizes):
+        chosen = [r for r in rows if r.input_size == size and r.latency]
+        for backend, marker in (("eager", "o"), ("fast", "s"), ("onnxruntime", "^")):
+            points = [(r.fvcore / 1e9, r.latency[backend].median_ms, r.model) for r in chosen if backend in r.latency]
+            if points:
+                axes.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=backend)
+        for r in chosen:
+            axes.annotate(r.model, (r.fvcore / 1e9, r.latency["eager"].median_ms), xytext=(4, 4),
+                          textcoords="offset points", fontsize=8)
+        axes.set_xscale("log")
+        axes.set_yscale("log")
+        for axis in (axes.xaxis, axes.yaxis):
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_formatter(NullFormatter())
+        axes.set_xlabel("fvcore GFLOPs (1e9)")
+        axes.set_ylabel("latency per image (ms, median, batch 1)")
+        axes.set_title(f"{size[0]}x{size[1]}")
+        axes.grid(alpha=0.3, which="both")
+        if chosen:
+            axes.legend()
+        else:
+            axes.text(0.5, 0.5, "no latency measured (--counts-only)", ha="center", transform=axes.transAxes)
+    figure.tight_layout()
+    return figure
+
+
+def write_report(rows: list[ComplexityRow], directory, settings: SpeedSettings | None = None,
+                 measured: list[MeasuredAP] = (), notes: list[str] = (), command: str = "") -> list:
+    """Write complexity.md, complexity.csv and the two plots into `directory` (each atomically); returns the paths."""
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    records = [csv_record(row, list(measured)) for row in rows]
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(records[0]) if records else ["model"])
+    writer.writeheader()
+    writer.writerows(records)
+    paths = [directory / "complexity.md", directory / "complexity.csv", directory / FLOPS_AP_PLOT,
+             directory / LATENCY_PLOT]
+    text = markdown_report(rows, settings, list(measured), list(notes), command)
+    write_atomic(paths[0], lambda p: p.write_text(text))
+    write_atomic(paths[1], lambda p: p.write_text(table.getvalue()))
+    for path, figure in ((paths[2], flops_ap_figure(rows, list(measured))), (paths[3], latency_flops_figure(rows))):
+        write_atomic(path, lambda p, f=figure: f.savefig(p, dpi=120))
+        plt.close(figure)
+    return paths
