@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from model import build_model, model_names
+from model.weighting import SingleResolutionCSW
 from workbench.cli import main
-from workbench.export import (conditioned_random_weights, export_onnx, onnx_parity, optimize_graph, ort_session,
-                              run_session)
+from workbench.export import (GRAPH_REWRITES, MAX_TREE_MIN_PLANE, conditioned_random_weights, export_onnx, onnx_parity,
+                              optimize_graph, ort_session, run_session)
 from workbench.fast_inference import fast_model
 
 SIZE = (64, 64)
@@ -54,6 +55,58 @@ def test_single_output_conv_runs_as_equivalent_conv_transpose():
     images = np.random.default_rng(0).standard_normal((1, 3, 16, 12)).astype(np.float32)
     expected = run_session(ort_session(plain, threads=1), images)
     assert np.abs(run_session(ort_session(rewritten, threads=1), images) - expected).max() < 1e-6
+
+
+class CSWOnFeatures(nn.Module):
+    """A 1x1 conv to an odd number of channels, then a single-resolution CSW block: every reduction the rewrites
+    touch (channel mean and max of M_s, spatial mean and max of M_c) on one tensor."""
+
+    def __init__(self, channels: int = 21) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels, 1)
+        self.csw = SingleResolutionCSW(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.csw(self.conv(x))
+
+
+@pytest.mark.parametrize("rewrite", list(GRAPH_REWRITES))
+def test_each_graph_rewrite_computes_the_same_function(rewrite):
+    size = (64, 48)
+    assert size[0] * size[1] >= MAX_TREE_MIN_PLANE
+    network = conditioned_random_weights(CSWOnFeatures(), size)
+    plain = export_onnx(network, size, batch_size=2, optimize=False)
+    rewritten = optimize_graph(onnx.load_from_string(plain.SerializeToString()), (rewrite,))
+    removed, added = {
+        "channel_mean_as_matmul": ("ReduceMean", "MatMul"),
+        "channel_max_as_elementwise_max": ("ReduceMax", "Max"),
+        "global_max_pool": ("MaxPool", "GlobalMaxPool"),
+        "single_output_conv_as_transpose": ("Conv", "ConvTranspose"),
+    }[rewrite]
+    before, after = ([n.op_type for n in g.graph.node] for g in (plain, rewritten))
+    assert removed in before and added in after
+    assert after.count(removed) == before.count(removed) - 1
+    images = np.random.default_rng(0).standard_normal((2, 3, *size)).astype(np.float32)
+    expected = run_session(ort_session(plain, threads=1), images)
+    assert np.abs(run_session(ort_session(rewritten, threads=1), images) - expected).max() < 1e-5
+    assert onnx_parity(network, ort_session(rewritten, threads=1), size, batch_size=2) < 1e-4
+
+
+def test_channel_max_keeps_reduce_max_on_small_planes():
+    size = (32, 24)
+    network = conditioned_random_weights(CSWOnFeatures(), size)
+    rewritten = export_onnx(network, size)
+    assert "ReduceMax" in [n.op_type for n in rewritten.graph.node]
+    assert "Max" not in [n.op_type for n in rewritten.graph.node]
+
+
+def test_lite_csw_hrnet_at_paper_size_with_every_rewrite_matches_pytorch():
+    size = (256, 192)
+    network = conditioned_random_weights(build_model("lite_csw_hrnet", input_size=size), size)
+    graph = export_onnx(network, size, batch_size=2)
+    ops = [n.op_type for n in graph.graph.node]
+    assert "ReduceMean" not in ops and {"MatMul", "Max", "GlobalMaxPool", "ConvTranspose"} <= set(ops)
+    assert onnx_parity(network, ort_session(graph, threads=1), size, batch_size=2, trials=1) < 1e-4
 
 
 @pytest.mark.parametrize("name, variant", [("lite_csw_hrnet", "jit"), ("small_hrnet_w16", "jit_channels_last")])

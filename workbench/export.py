@@ -119,8 +119,8 @@ def _constant(graph: onnx.GraphProto, name: str, value: np.ndarray) -> str:
 
 
 def _replace(graph: onnx.GraphProto, replacements: dict[str, list[onnx.NodeProto]]) -> None:
-    """Put each node named in `replacements` by its list of nodes (empty: removed), keeping the order."""
-    nodes = [new for node in graph.node for new in replacements.get(node.name, [node])]
+    """Put each node whose first output is a key of `replacements` by that list of nodes, keeping the order."""
+    nodes = [new for node in graph.node for new in replacements.get(node.output[0], [node])]
     del graph.node[:]
     graph.node.extend(nodes)
 
@@ -136,8 +136,9 @@ def _channel_reduction(node: onnx.NodeProto, op_type: str, shapes: dict[str, lis
 
 def _channel_mean_as_matmul(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
     """ReduceMean over the channels of (N, C, H, W) -> MatMul of a (1, C) row of 1/C with the (N, C, H*W) view,
-    reshaped to (N, 1, H, W): the same average. ONNX Runtime reduces a middle axis column by column; its matrix
-    product streams the tensor once at full vector width (about 10x faster at (1, 20, 64, 48))."""
+    reshaped to (N, 1, H, W): the same average. ONNX Runtime's channel-axis reduction walks across the channel
+    planes (and thrashes the cache when a plane is a multiple of 4 KiB, as 64 x 48 floats are); its matrix product
+    streams the planes at full vector width."""
     graph, replacements = model.graph, {}
     for node in graph.node:
         shape = _channel_reduction(node, "ReduceMean", shapes)
@@ -148,7 +149,7 @@ def _channel_mean_as_matmul(model: onnx.ModelProto, shapes: dict[str, list[int]]
         flat = _constant(graph, f"{name}/flat_shape", np.array([n, c, h * w], np.int64))
         row = _constant(graph, f"{name}/mean_row", np.full((1, c), 1.0 / c, np.float32))
         back = _constant(graph, f"{name}/map_shape", np.array([n, 1, h, w], np.int64))
-        replacements[name] = [
+        replacements[node.output[0]] = [
             helper.make_node("Reshape", [node.input[0], flat], [f"{name}/flat"], name=f"{name}/flatten"),
             helper.make_node("MatMul", [row, f"{name}/flat"], [f"{name}/mean"], name=f"{name}/matmul"),
             helper.make_node("Reshape", [f"{name}/mean", back], list(node.output), name=f"{name}/unflatten"),
@@ -156,27 +157,41 @@ def _channel_mean_as_matmul(model: onnx.ModelProto, shapes: dict[str, list[int]]
     _replace(graph, replacements)
 
 
+MAX_TREE_MIN_PLANE = 64 * 48
+
+
 def _channel_max_as_elementwise_max(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
-    """ReduceMax over the channels of (N, C, H, W) -> Split into C single-channel maps and an elementwise Max of
-    them: the same maximum. ONNX Runtime's Max runs at full vector width; its channel-axis ReduceMax does not."""
+    """ReduceMax over the channels of (N, C, H, W) with planes of at least `MAX_TREE_MIN_PLANE` pixels -> a
+    halving tree of elementwise Max: the maximum of the first ceil(C/2) channels and the last ceil(C/2) (they
+    overlap by one when C is odd, which max ignores), repeated down to one channel. The same maximum. ONNX
+    Runtime's channel-axis ReduceMax walks across the planes (see `_channel_mean_as_matmul`); its Max streams
+    them. On smaller planes the tree's extra nodes cost more than they save, so those keep ReduceMax."""
     graph, replacements = model.graph, {}
     for node in graph.node:
         shape = _channel_reduction(node, "ReduceMax", shapes)
-        if shape is None or shape[1] < 2:
+        if shape is None or shape[1] < 2 or shape[2] * shape[3] < MAX_TREE_MIN_PLANE:
             continue
-        c, name = shape[1], node.name
-        sizes = _constant(graph, f"{name}/split_sizes", np.ones(c, np.int64))
-        channels = [f"{name}/channel{i}" for i in range(c)]
-        replacements[name] = [
-            helper.make_node("Split", [node.input[0], sizes], channels, name=f"{name}/split", axis=1),
-            helper.make_node("Max", channels, list(node.output), name=f"{name}/max"),
-        ]
+        name, channels, level, current, nodes = node.name, shape[1], 0, node.input[0], []
+        axis = _constant(graph, f"{name}/axis", np.array([1], np.int64))
+        while channels > 1:
+            half = (channels + 1) // 2
+            bounds = [_constant(graph, f"{name}/level{level}/{what}", np.array([value], np.int64))
+                      for what, value in (("start", 0), ("half", half), ("rest", channels - half), ("end", channels))]
+            first, last, maximum = (f"{name}/level{level}/{what}" for what in ("first", "last", "max"))
+            output = maximum if half > 1 else node.output[0]
+            nodes += [
+                helper.make_node("Slice", [current, bounds[0], bounds[1], axis], [first], name=first),
+                helper.make_node("Slice", [current, bounds[2], bounds[3], axis], [last], name=last),
+                helper.make_node("Max", [first, last], [output], name=maximum),
+            ]
+            channels, current, level = half, output, level + 1
+        replacements[node.output[0]] = nodes
     _replace(graph, replacements)
 
 
 def _global_max_pool(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
-    """A MaxPool whose window is the whole (unpadded) input, as `adaptive_max_pool2d(x, 1)` exports, ->
-    GlobalMaxPool: the same maximum, by ONNX Runtime's vectorised kernel (also in its NCHWc layout)."""
+    """A MaxPool whose window is its whole unpadded input, as `adaptive_max_pool2d(x, 1)` exports, ->
+    GlobalMaxPool: the same maximum, by ONNX Runtime's vectorised kernel instead of its generic pooling loop."""
     for node in model.graph.node:
         if node.op_type != "MaxPool":
             continue
@@ -187,85 +202,13 @@ def _global_max_pool(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> No
             node.CopyFrom(helper.make_node("GlobalMaxPool", list(node.input), list(node.output), name=node.name))
 
 
-def _channel_conv1d_as_pointwise_conv(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
-    """The ECA pattern of M_c, Reshape (N, C, 1, 1) -> (N, 1, C), a 1D "same" conv over channels (kernel k, one
-    in and out channel), an activation, Reshape back to (N, C, 1, 1) -> one 1x1 Conv with the (C, C) banded
-    Toeplitz matrix of the 1D kernel, then the activation: the same sums of the same k neighbours (the zero
-    padding is the band's edge). Two reshapes fewer, and ONNX Runtime fuses the activation into the conv."""
-    graph, replacements = model.graph, {}
-    consumers = _consumers(graph)
-    producers = {output: node for node in graph.node for output in node.output}
-    initializers = {init.name: init for init in graph.initializer}
-    for conv in graph.node:
-        weight = initializers.get(conv.input[1]) if conv.op_type == "Conv" and len(conv.input) > 1 else None
-        if weight is None or list(weight.dims)[:2] != [1, 1] or len(weight.dims) != 3:
-            continue
-        flatten = producers.get(conv.input[0])
-        after = consumers.get(conv.output[0], [])
-        activation = after[0] if len(after) == 1 and isinstance(after[0], onnx.NodeProto) else None
-        restore = consumers.get(activation.output[0], []) if activation is not None else []
-        if flatten is None or flatten.op_type != "Reshape" or activation is None or activation.op_type != "Sigmoid":
-            continue
-        if len(restore) != 1 or not isinstance(restore[0], onnx.NodeProto) or restore[0].op_type != "Reshape":
-            continue
-        source, target = shapes.get(flatten.input[0], []), shapes.get(restore[0].output[0], [])
-        k = weight.dims[2]
-        attrs = _attributes(conv)
-        same = list(attrs.get("pads", [0, 0])) == [k // 2, k // 2] and k % 2 == 1
-        unit = all(v == 1 for v in list(attrs.get("strides", [1])) + list(attrs.get("dilations", [1])))
-        single_use = len(consumers[flatten.output[0]]) == 1
-        if len(source) != 4 or source[2:] != [1, 1] or target != source or not (same and unit and single_use):
-            continue
-        c, kernel = source[1], numpy_helper.to_array(weight).reshape(k)
-        band = np.zeros((c, c), np.float32)
-        for offset, value in enumerate(kernel):
-            band += value * np.eye(c, k=offset - k // 2, dtype=np.float32)
-        inputs = [flatten.input[0], _constant(graph, f"{conv.name}/band", band.reshape(c, c, 1, 1))]
-        if len(conv.input) > 2:
-            bias = numpy_helper.to_array(initializers[conv.input[2]]).reshape(1)
-            inputs.append(_constant(graph, f"{conv.name}/band_bias", np.full(c, bias[0], np.float32)))
-        replacements[flatten.name] = []
-        replacements[conv.name] = [helper.make_node("Conv", inputs, [conv.output[0]], name=f"{conv.name}/banded",
-                                                    kernel_shape=[1, 1])]
-        replacements[restore[0].name] = []
-        activation.output[0] = restore[0].output[0]
-    _replace(graph, replacements)
-
-
-SPACE_TO_DEPTH_BLOCK = 4
-
-
-def _space_to_depth_weight(weight: np.ndarray, block: int) -> tuple[np.ndarray, int, int]:
-    """A "same" stride-1 conv (1, C, k, k) rewritten on SpaceToDepth(block) input: weight (block^2, C block^2,
-    kk, kk) whose output channel dy*block + dx is the phase (dy, dx) of the original output (DepthToSpace DCR
-    order), and the pads (before, after) of the rewritten conv."""
-    _, c, k, _ = weight.shape
-    radius = k // 2
-    low, high = -((radius + block - 1) // block), (block - 1 + radius) // block
-    rewritten = np.zeros((block * block, c * block * block, high - low + 1, high - low + 1), np.float32)
-    for dy in range(block):
-        for dx in range(block):
-            for ky in range(k):
-                for kx in range(k):
-                    (qy, ry), (qx, rx) = divmod(dy + ky - radius, block), divmod(dx + kx - radius, block)
-                    channels = (ry * block + rx) * c + np.arange(c)
-                    rewritten[dy * block + dx, channels, qy - low, qx - low] += weight[0, :, ky, kx]
-    return rewritten, -low, high
-
-
-def _single_output_conv(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
-    """Rewrite every stride-1 "same" Conv with one output channel (the CSW spatial 7x7 conv, 2 -> 1) to a form ONNX
-    Runtime runs fast. As it stands, ONNX Runtime runs it in its blocked NCHWc layout with the output padded to
-    8-16 channels: 8-16x the work plus a reorder. Instead:
-    - where 4 divides H and W: SpaceToDepth(4), a conv (C * 16 -> 16, 3x3 for k = 7) that computes the 16
-      phases of the output as 16 channels (a full NCHWc block of useful outputs), DepthToSpace(4); an activation
-      that follows (Sigmoid) moves before the DepthToSpace, so that it fuses into the conv;
-    - elsewhere: the ConvTranspose with the flipped kernel.
-    Both are the same sums of the same products (the rewritten kernels hold the original taps and zeros)."""
-    graph, replacements = model.graph, {}
+def _single_output_conv_as_transpose(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> None:
+    """Rewrite every stride-1 "same" Conv with one output channel (the CSW spatial 7x7 conv, 2 -> 1) as the
+    ConvTranspose with the flipped kernel: the same sums. ONNX Runtime would otherwise run it in its blocked NCHWc
+    layout with the output padded to 8 or 16 channels, 8-16x the work plus a reorder."""
+    graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
     consumers = _consumers(graph)
-    block = SPACE_TO_DEPTH_BLOCK
     for node in graph.node:
         if node.op_type != "Conv" or node.input[1] not in initializers or len(consumers[node.input[1]]) != 1:
             continue
@@ -276,53 +219,25 @@ def _single_output_conv(model: onnx.ModelProto, shapes: dict[str, list[int]]) ->
         unit = all(v == 1 for v in list(attrs.get("strides", [1])) + list(attrs.get("dilations", [1])))
         if weight.ndim != 4 or weight.shape[0] != 1 or attrs.get("group", 1) != 1 or not same or not unit:
             continue
-        name, shape = node.name, shapes.get(node.input[0], [])
-        if kh == kw and len(shape) == 4 and shape[2] % block == 0 and shape[3] % block == 0:
-            rewritten, before, after = _space_to_depth_weight(weight, block)
-            inputs = [f"{name}/phases_in", _constant(graph, f"{name}/phase_weight", rewritten)]
-            if len(node.input) > 2:
-                bias = numpy_helper.to_array(initializers[node.input[2]])
-                inputs.append(_constant(graph, f"{name}/phase_bias", np.repeat(bias, block * block)))
-            followers = consumers[node.output[0]]
-            activation = followers[0] if len(followers) == 1 and getattr(followers[0], "op_type", "") == "Sigmoid" else None
-            last = activation.output[0] if activation is not None else node.output[0]
-            conv_output = f"{name}/phases"
-            nodes = [
-                helper.make_node("SpaceToDepth", [node.input[0]], [inputs[0]], name=f"{name}/space_to_depth",
-                                 blocksize=block),
-                helper.make_node("Conv", inputs, [conv_output], name=f"{name}/phase_conv",
-                                 kernel_shape=list(rewritten.shape[2:]), pads=[before, before, after, after]),
-            ]
-            if activation is not None:
-                nodes.append(helper.make_node(activation.op_type, [conv_output], [f"{name}/phases_activated"],
-                                              name=f"{name}/phase_activation"))
-                conv_output = f"{name}/phases_activated"
-                replacements[activation.name] = []
-            nodes.append(helper.make_node("DepthToSpace", [conv_output], [last], name=f"{name}/depth_to_space",
-                                          blocksize=block, mode="DCR"))
-            replacements[name] = nodes
-        else:
-            flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            initializers[node.input[1]].CopyFrom(numpy_helper.from_array(flipped, node.input[1]))
-            replacements[name] = [helper.make_node(
-                "ConvTranspose", list(node.input), list(node.output), name=f"{name}_transposed",
-                kernel_shape=[kh, kw], pads=[kh // 2, kw // 2, kh // 2, kw // 2],
-            )]
-    _replace(graph, replacements)
+        flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        initializers[node.input[1]].CopyFrom(numpy_helper.from_array(flipped, node.input[1]))
+        node.CopyFrom(helper.make_node(
+            "ConvTranspose", list(node.input), list(node.output), name=f"{node.name}_transposed",
+            kernel_shape=[kh, kw], pads=[kh // 2, kw // 2, kh // 2, kw // 2],
+        ))
 
 
 GRAPH_REWRITES = {
     "channel_mean_as_matmul": _channel_mean_as_matmul,
     "channel_max_as_elementwise_max": _channel_max_as_elementwise_max,
     "global_max_pool": _global_max_pool,
-    "channel_conv1d_as_pointwise_conv": _channel_conv1d_as_pointwise_conv,
-    "single_output_conv": _single_output_conv,
+    "single_output_conv_as_transpose": _single_output_conv_as_transpose,
 }
 
 
 def optimize_graph(graph: onnx.ModelProto, rewrites: tuple[str, ...] | None = None) -> onnx.ModelProto:
-    """The project's ONNX graph choices (`GRAPH_REWRITES`, all by default, or the names in `rewrites`), each
-    computing the same function as the exported graph; see each rewrite's doc. Rewrites `graph` in place."""
+    """The project's ONNX graph choices, in place: the `GRAPH_REWRITES` named in `rewrites` (default all), each
+    an exact reformulation that computes the same function as the exported graph (see each one's doc)."""
     shapes = _static_shapes(graph)
     for name in GRAPH_REWRITES if rewrites is None else rewrites:
         GRAPH_REWRITES[name](graph, shapes)

@@ -4,8 +4,9 @@ Variants (`FAST_VARIANTS`):
 - "jit": TorchScript trace, then `torch.jit.freeze`, which inlines the weights as constants, folds every BatchNorm
   into the preceding convolution and removes the Python interpreter from the loop.
 - "jit_channels_last": the same on a channels_last (NHWC) model and input.
-- "compile": `torch.compile` (Inductor) with weight freezing: fused, generated kernels. Compiling takes minutes on
-  a small CPU, so it is opt-in.
+- "compile": `torch.compile` (Inductor) with weight freezing: fused, generated kernels (the CSW reductions and
+  multiplications become a few loops), the fastest path on the CPU. Compiling takes minutes on a small CPU, so it
+  is not among `DEFAULT_FAST_VARIANTS`; `benchmarks/speed_targets.py` uses it.
 """
 from __future__ import annotations
 
