@@ -11,7 +11,7 @@ import torch
 from workbench.cli import main
 from workbench.errors import WorkbenchError
 from workbench.publishing import publish_run
-from workbench.training import load_config, train
+from workbench.training import distributed, load_config, train
 from workbench.training.checkpointing import load_checkpoint, save_checkpoint
 from workbench.weights import load_weights, read_manifest, verified_path
 
@@ -52,6 +52,7 @@ def test_publishing_records_the_run_and_stores_half_precision_weights_that_load(
     assert run["schedule"]["optimizer"] == "Adam" and run["schedule"]["batch_size"] == 8
     assert run["data"]["train"] == "fashion-pose/person_keypoints_train.json" and run["initialisation"] == "from scratch"
     assert run["training_seconds"] > 0 and run["config"]["data"]["subset"] == 32
+    assert run["hardware"] == {distributed.setup().hardware(): 2}
     assert run["stored_as"] == "float16" and abs(run["val_AP_float16"] - run["val_AP_float32"]) <= 1e-3
     assert entry.metrics["val_AP"] == pytest.approx(run["val_AP_float16"])
     assert (weights_folder / run["log"]).read_text() == (finished_run / "log.jsonl").read_text()

@@ -194,6 +194,19 @@ def test_resume_after_sigterm_gives_the_weights_of_an_uninterrupted_run(tiny_run
                                                                     read_log(reference / "log.jsonl")]
 
 
+def test_sigterm_to_the_whole_process_group_stops_cleanly_with_loader_workers(data_root, tmp_path):
+    output = tmp_path / "run"
+    process = _run_cli(["--config", FASHION, "--output", str(output), "--set", *_tiny(data_root, "data.workers=2")],
+                       start_new_session=True)
+    while not (output / "last.pt").exists() and process.poll() is None:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143 and "stopped by SIGTERM" in stdout, stderr
+    assert "killed by signal" not in stderr
+    assert 6 <= load_checkpoint(output / "last.pt")["step"] < 18
+
+
 def test_two_gloo_processes_under_torchrun_train_and_rank0_checkpoint_loads(data_root, tmp_path):
     output = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",

@@ -21,6 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.inference import Model, combine_flip, decode_heatmaps, heatmap_to_image, oks_nms, predict_heatmaps, \
     rescore
 from workbench.keypoints import FLIP_INDEX, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
+from workbench.training.interrupt import ignore_stop_signals
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 """The ten numbers of COCOeval's keypoint summary, in its order (fractions in [0, 1])."""
@@ -82,7 +83,7 @@ def _collect(dataset: CocoKeypoints, heatmaps_of: Callable[[dict[str, Any]], tor
              batch_size: int, workers: int, progress: bool) -> Predictions:
     """Heatmaps of every readable instance -> Predictions; unreadable images are recorded, not raised."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=torch.cuda.is_available())
+                        pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_stop_signals)
     image_ids, keypoints, box_scores, areas, unreadable = [], [], [], [], {}
     with tqdm(total=len(dataset), unit="crop", disable=not progress, desc="predict") as bar:
         for batch in loader:

@@ -8,13 +8,12 @@ The run's log and curves are copied beside the weights as `<name>.log.jsonl` and
 """
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from workbench.errors import WorkbenchError
@@ -39,7 +38,8 @@ def _half_round_trip(network: nn.Module) -> nn.Module:
 
 def run_record(config: dict[str, Any], log: list[dict[str, Any]], checkpoint: str) -> dict[str, Any]:
     """The manifest's description of a run: its config, data and split, schedule, augmentation, seed, epochs,
-    and its time (the sum of the logged epoch times, validation not included, and their median)."""
+    and its time (the sum of the logged epoch times, validation not included, and their median), and the hardware
+    that trained it: {description: epochs} from the log (runs logged before epochs recorded it: "not recorded")."""
     data, train = config["data"], config["train"]
     seconds = [record["seconds"] for record in log]
     record = {
@@ -62,7 +62,7 @@ def run_record(config: dict[str, Any], log: list[dict[str, Any]], checkpoint: st
         "threads": train["threads"],
         "training_seconds": round(sum(seconds)),
         "median_epoch_seconds": round(statistics.median(seconds), 1),
-        "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()}-core CPU",
+        "hardware": dict(Counter(record.get("hardware", "not recorded") for record in log)),
         "config": config,
     }
     if config["model"]["name"] in PRETRAINED_IN_PUBLISHED_RUNS:

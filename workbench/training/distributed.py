@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -31,6 +33,23 @@ class Processes:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+    def hardware(self) -> str:
+        """What trains: e.g. "1 x NVIDIA A100-SXM4-80GB" or "CPU AMD EPYC (2 cores)"."""
+        if self.device.type == "cuda":
+            return f"{self.world_size} x {torch.cuda.get_device_name(self.device)}"
+        return f"CPU {cpu_model()} ({os.cpu_count()} cores)" + (f" x {self.world_size} processes"
+                                                              if self.distributed else "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else the platform's description)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def setup(device: str = "auto") -> Processes:

@@ -31,3 +31,10 @@ class StopRequests:
                  traceback: TracebackType | None) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: workers ignore SIGINT and SIGTERM, so that a stop sent to the whole process
+    group (Ctrl-C, `pkill -f`) reaches only the main process, which finishes the step, saves and stops its workers."""
+    for number in StopRequests.SIGNALS:
+        signal.signal(number, signal.SIG_IGN)

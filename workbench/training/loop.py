@@ -303,7 +303,8 @@ def _end_epoch(position: Position, scheduler: torch.optim.lr_scheduler.LambdaLR,
     position.epoch, position.batch = position.epoch + 1, 0
     record = {"epoch": position.epoch, "step": position.step, "lr": last_step_lr(scheduler, position.step),
               "loss": position.epoch_loss / position.epoch_images, "images": position.epoch_images,
-              "images_per_second": position.epoch_images / position.epoch_seconds, "seconds": position.epoch_seconds}
+              "images_per_second": position.epoch_images / position.epoch_seconds, "seconds": position.epoch_seconds,
+              "hardware": processes.hardware()}
     position.epoch_loss, position.epoch_images, position.epoch_seconds = 0.0, 0, 0.0
     every = config["validation"]["every"]
     if val_set is not None and (position.epoch % every == 0 or position.epoch == config["train"]["epochs"]):
