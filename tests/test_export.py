@@ -11,7 +11,7 @@ from model import build_model, model_names
 from model.weighting import SingleResolutionCSW
 from workbench.cli import main
 from workbench.export import (GRAPH_REWRITES, MAX_TREE_MIN_PLANE, conditioned_random_weights, export_onnx, onnx_parity,
-                              optimize_graph, ort_session, run_session)
+                              optimize_graph, ort_session, profile_operators, run_session)
 from workbench.fast_inference import fast_model
 
 SIZE = (64, 64)
@@ -131,3 +131,33 @@ def test_export_command_writes_a_checked_graph_and_prints_its_timing(tmp_path, c
         main(["export", "small_hrnet_w16", "--size", "64x64", "--output", str(refused), "--tolerance", "0"])
     assert stopped.value.code == 2 and "nothing written" in capsys.readouterr().err
     assert not refused.exists()
+
+
+def test_operator_profile_counts_every_kernel_of_each_run_per_graph():
+    def graph(ops: list[str]) -> onnx.ModelProto:
+        value = onnx.helper.make_tensor_value_info
+        nodes = [onnx.helper.make_node(op, ["image" if i == 0 else f"t{i}", "image"], [f"t{i + 1}"], name=f"n{i}")
+                 for i, op in enumerate(ops)]
+        nodes[-1].output[0] = "heatmaps"
+        return onnx.helper.make_model(onnx.helper.make_graph(
+            nodes, "g", [value("image", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+            [value("heatmaps", onnx.TensorProto.FLOAT, [1, 3, 8, 8])]), opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+    images = np.ones((1, 3, 8, 8), np.float32)
+    profiles = profile_operators({"adds": graph(["Add", "Add", "Mul"]), "subs": graph(["Sub"])}, images, threads=1,
+                                 runs=4, warmup=2)
+    assert {row.op_type: row.nodes for row in profiles["adds"]} == {"Add": 2, "Mul": 1}
+    assert {row.op_type: row.nodes for row in profiles["subs"]} == {"Sub": 1}
+    assert all(row.microseconds > 0 for rows in profiles.values() for row in rows)
+
+
+def test_export_command_profiles_the_kernels_on_request(tmp_path, capsys):
+    path = tmp_path / "small.onnx"
+    with pytest.raises(SystemExit) as stopped:
+        main(["export", "lite_csw_hrnet", "--size", "64x64", "--output", str(path), "--repeats", "2", "--profile"])
+    assert stopped.value.code == 0
+    printed = capsys.readouterr().out
+    table = (tmp_path / "small.operators.csv").read_text().splitlines()
+    assert table[0] == "op_type,nodes,microseconds" and len(table) > 5
+    op_types = {line.split(",")[0] for line in table[1:]}
+    assert {"ConvTranspose", "GlobalMaxPool", "Sigmoid"} <= op_types and "kernels per run by operator type" in printed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -244,10 +245,12 @@ def optimize_graph(graph: onnx.ModelProto, rewrites: tuple[str, ...] | None = No
     return graph
 
 
-def ort_session(graph: onnx.ModelProto | str | Path, threads: int = 2, spinning: bool = True):
+def ort_session(graph: onnx.ModelProto | str | Path, threads: int = 2, spinning: bool = True,
+                profile_prefix: str | None = None):
     """An ONNX Runtime CPU session with the project's settings: all graph optimisations (constant folding,
     Conv+BN+activation fusion, NCHWc layout), `threads` intra-op threads, sequential execution, and worker threads
-    that spin between operators (`spinning`; turn off on a machine shared with other work)."""
+    that spin between operators (`spinning`; turn off on a machine shared with other work). With `profile_prefix`
+    the session profiles every kernel into `<profile_prefix>_<time>.json` (see `profile_operators`)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -257,8 +260,75 @@ def ort_session(graph: onnx.ModelProto | str | Path, threads: int = 2, spinning:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     source = graph.SerializeToString() if isinstance(graph, onnx.ModelProto) else str(graph)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class OperatorTime:
+    """One operator type's share of an ONNX Runtime run: `nodes` kernels per run taking `microseconds` per run."""
+
+    op_type: str
+    nodes: int
+    microseconds: float
+
+
+def profile_operators(graphs: dict[str, onnx.ModelProto], images: np.ndarray, threads: int = 2, runs: int = 20,
+                      warmup: int = 3) -> dict[str, list[OperatorTime]]:
+    """Kernel time per operator type of each graph in ONNX Runtime with the project's session settings (spinning
+    off), from its profiler over `runs` rounds on `images` (N, 3, H, W) after `warmup` untimed ones; every round
+    runs each graph once in a shuffled order, so machine load hits all alike. Rows slowest first.
+
+    The op types are those ONNX Runtime executes after its fusions and NCHWc layout rewrite (e.g. FusedConv,
+    ReorderInput/ReorderOutput), so the node counts show how many kernels each run dispatches."""
+    import json
+    import random
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        sessions = {name: ort_session(graph, threads, spinning=False, profile_prefix=str(Path(folder) / f"p{i}"))
+                    for i, (name, graph) in enumerate(graphs.items())}
+        order, shuffler = list(sessions), random.Random(0)
+        for _ in range(warmup + runs):
+            shuffler.shuffle(order)
+            for name in order:
+                run_session(sessions[name], images)
+        events = {name: json.loads(Path(session.end_profiling()).read_text()) for name, session in sessions.items()}
+    return {name: _operator_times(found, warmup, runs) for name, found in events.items()}
+
+
+def _operator_times(events: list[dict], warmup: int, runs: int) -> list[OperatorTime]:
+    """Per-op-type kernel time per run from an ONNX Runtime profile, without the first `warmup` runs."""
+    model_runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                        key=lambda e: e["ts"])
+    timed_from = model_runs[warmup - 1]["ts"] + model_runs[warmup - 1]["dur"] if warmup else 0
+    counts: dict[str, int] = {}
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] >= timed_from:
+            op_type = event["args"]["op_name"]
+            counts[op_type] = counts.get(op_type, 0) + 1
+            totals[op_type] = totals.get(op_type, 0.0) + event["dur"]
+    rows = [OperatorTime(op_type, round(counts[op_type] / runs), totals[op_type] / runs) for op_type in counts]
+    return sorted(rows, key=lambda row: -row.microseconds)
+
+
+def operators_table(rows: list[OperatorTime]) -> str:
+    """`profile_operators` rows as aligned text: op type, nodes, microseconds and share of the total per run."""
+    total = sum(row.microseconds for row in rows) or 1.0
+    lines = [f"{'operator':22s} {'nodes':>6s} {'us/run':>10s} {'share':>7s}"]
+    lines += [f"{row.op_type:22s} {row.nodes:6d} {row.microseconds:10.1f} {100 * row.microseconds / total:6.1f}%"
+              for row in rows]
+    lines.append(f"{'total':22s} {sum(row.nodes for row in rows):6d} {total:10.1f} {100.0:6.1f}%")
+    return "\n".join(lines)
+
+
+def operators_csv(rows: list[OperatorTime]) -> str:
+    """`profile_operators` rows as CSV text: op_type, nodes, microseconds."""
+    return "op_type,nodes,microseconds\n" + "".join(f"{r.op_type},{r.nodes},{r.microseconds:.1f}\n" for r in rows)
 
 
 def run_session(session, images: np.ndarray) -> np.ndarray:

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted max abs difference")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads for the timing")
     parser.add_argument("--repeats", type=int, default=20, help="timed ONNX Runtime runs (after 3 warm-up runs)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the kernels: time and count per operator type, printed and written as "
+                             "<output>.operators.csv")
     parser.set_defaults(func=run)
 
 
@@ -35,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from model import build_model, model_names
     from workbench.checkpoints import load_model
     from workbench.errors import WorkbenchError
-    from workbench.export import (conditioned_random_weights, export_onnx, onnx_parity, ort_session, run_session,
-                                  save_onnx)
+    from workbench.export import (conditioned_random_weights, export_onnx, onnx_parity, operators_csv,
+                                  operators_table, ort_session, profile_operators, run_session, save_onnx)
+    from workbench.files import write_text_atomic
     from workbench.latency import time_interleaved
     from workbench.paths import reports_dir
 
@@ -63,4 +67,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"parity: max abs difference to PyTorch {difference:.2e} (tolerance {args.tolerance:.0e})")
     print(f"onnxruntime ({args.threads} threads, batch {args.batch}): median {timing.median_ms:.2f} ms, "
           f"min {timing.min_ms:.2f}, max {timing.max_ms:.2f} over {timing.runs} runs")
+    if args.profile:
+        rows = profile_operators({args.model: graph}, images, threads=args.threads, runs=args.repeats)[args.model]
+        table = path.with_suffix(".operators.csv")
+        write_text_atomic(table, operators_csv(rows))
+        print(f"kernels per run by operator type (ONNX Runtime profiler, {args.repeats} runs), written to {table}:")
+        print(operators_table(rows))
     return 0
