@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from model.weighting import ChannelWeight, CrossResolutionWeighting, SEWeighting, SpatialWeight
+
+T = TypeVar("T")
 
 _PATH = re.compile(
     r"backbone\.stage(?P<stage>\d+)\.(?P<module>\d+)\.layers\.(?P<block>\d+)\."
@@ -74,3 +78,10 @@ def run_with_probes(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
         for handle in handles:
             handle.remove()
     return heatmaps, maps
+
+
+def location_maps(maps: Mapping[str, T], location: str) -> dict[str, T]:
+    """The maps of one weighting function (`location`, e.g. "stage2/module0/block0/cross") out of probe `maps`
+    named "<location>/<kind>", keyed by kind ("channel", "spatial", "weights")."""
+    prefix = location + "/"
+    return {name[len(prefix):]: value for name, value in maps.items() if name.startswith(prefix)}

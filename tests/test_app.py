@@ -26,7 +26,7 @@ from workbench.app.callbacks import Workbench, compare_locations
 from workbench.app.inputs import MAX_SIDE, coco_image_id, detection_choices, downscale, load_image, parse_box, \
     person_box, read_detections
 from workbench.app.models import CHECKPOINT, UNTRAINED, ModelCache, default_weights, model_choices, \
-    model_structure, resolve_device, weight_choices
+    model_structure, weight_choices
 from workbench.cli import build_parser
 from workbench.complexity import QUICK_SPEED
 from workbench.complexity_report import FLOPS_AP_PLOT
@@ -171,14 +171,7 @@ def test_detection_files_offer_the_boxes_of_the_current_image(tmp_path, data_roo
         read_detections(bad)
 
 
-# Models: device, weights, cache, structure.
-
-def test_devices_resolve_and_cuda_without_a_gpu_is_refused(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == torch.device("cpu") and resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(WorkbenchError, match="no CUDA GPU"):
-        resolve_device("cuda")
-
+# Models: weights, cache, structure.
 
 def test_untrained_models_are_seeded_cached_and_marked():
     cache = ModelCache(torch.device("cpu"), capacity=2)

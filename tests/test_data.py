@@ -301,3 +301,12 @@ def test_flip_augmentation_mirrors_and_swaps_joints(data_root):
     left_shoulder = JOINT_NAMES.index("left_shoulder")
     assert float(b["joints"][left_shoulder, 0]) == pytest.approx(191.0 - float(a["joints"][left_shoulder + 1, 0]),
                                                                  abs=1e-4)
+
+
+def test_an_annotation_path_that_is_a_folder_or_unreadable_gets_one_clear_message(tmp_path):
+    from workbench.data.coco import read_json
+
+    with pytest.raises(WorkbenchError, match="is a folder: pass the JSON file inside it"):
+        read_json(tmp_path, "annotation file")
+    with pytest.raises(WorkbenchError, match="annotation file not found: .*missing.json"):
+        read_json(tmp_path / "missing.json", "annotation file")

@@ -9,16 +9,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from model import build_model
 from workbench.cli import main
 from workbench.data import CocoKeypoints
 from workbench.errors import WorkbenchError
-from workbench.evaluation import EMPTY_RESULTS_MESSAGE, METRIC_NAMES, coco_results, evaluate_keypoints, \
-    format_metrics, has_keypoint_annotations, predict_dataset, round_trip
+from workbench.evaluation import EMPTY_RESULTS_MESSAGE, METRIC_NAMES, coco_results, evaluate_dataset, \
+    evaluate_keypoints, format_metrics, has_keypoint_annotations, predict_dataset, round_trip
+from workbench.evaluation_report import METRICS, ROUND_TRIP, evaluation_figure, markdown_report
 from workbench.inference import oks_to_many
 from workbench.paths import REPO_ROOT
+from workbench.training.data import keep_first
+from workbench.training.loop import validate
+from workbench.weights import save_weights, untrained_model
 
 
 def _coco_sample(data_root: Path) -> tuple[Path, Path]:
@@ -97,6 +103,30 @@ def test_an_empty_result_set_scores_zero_with_a_message(data_root):
     metrics = evaluate_keypoints(dataset.coco, [])
     assert all(metrics[name] == 0.0 for name in METRIC_NAMES) and metrics["message"] == EMPTY_RESULTS_MESSAGE
     assert "cannot evaluate an empty result set" in format_metrics(metrics)
+
+
+def test_every_image_of_the_dataset_counts_so_missed_persons_lower_recall(data_root):
+    dataset = CocoKeypoints(*_coco_sample(data_root))
+    assert evaluate_dataset(None, dataset, flip=False)["per_joint"]["_instances"] == {"matched": 12,
+                                                                                       "ground_truth": 12}
+    missed = dataset.instances[0].image_id
+    lost = sum(instance.image_id == missed for instance in dataset.instances)
+    dataset.instances = [i for i in dataset.instances if i.image_id != missed]  # as if no box had been found there
+    metrics = evaluate_dataset(None, dataset, flip=False)
+    assert metrics["per_joint"]["_instances"] == {"matched": 12 - lost, "ground_truth": 12} and metrics["AR"] < 1
+
+
+def test_validation_on_a_subset_evaluates_the_images_it_kept(data_root, stand_in_model):
+    dataset = CocoKeypoints(*_coco_sample(data_root))
+    keep_first(dataset, 5)  # cuts the instances of one image short
+    kept = {instance.image_id for instance in dataset.instances}
+    persons = sum(a["image_id"] in kept and a["num_keypoints"] > 0 for a in dataset.coco["annotations"])
+    assert len(dataset) == 5 < persons
+    config = {"validation": {"flip": False, "batch_size": 4}, "data": {"workers": 0}}
+    metrics = validate(stand_in_model, dataset, config, progress=False)
+    predictions = predict_dataset(stand_in_model, dataset, flip=False, progress=False)
+    assert metrics == evaluate_keypoints(dataset.coco, coco_results(predictions), sorted(kept))
+    assert metrics["per_joint"]["_instances"]["ground_truth"] == persons and stand_in_model.training
 
 
 def test_files_without_keypoint_ground_truth_are_not_evaluated(data_root):
@@ -194,8 +224,53 @@ def test_evaluate_command_explains_user_errors(data_root, tmp_path, capsys, argu
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (["--manifest", "--annotations", "a.json", "--workers", "0"],
+     "so it does not take --annotations, --workers: drop them, or drop --manifest"),
+    (["--manifest", "--vis-threshold", "0.5"], "so it does not take --vis-threshold: drop it"),
+    (["--manifest", "--enclose-keypoints", "--input-size", "256", "192"],
+     "so it does not take --input-size, --enclose-keypoints: drop them"),
+    (["--round-trip", "--annotations", "a.json", "--images", ".", "--sets", "coco-sample"],
+     "--sets names the sets of --manifest: add --manifest, or drop --sets"),
+    (["--manifest", "--batch-size", "0"], "--batch-size is 0: give a whole number of at least 1."),
+    (["--round-trip", "--threads", "0"], "--threads is 0: give a whole number of at least 1."),
+    (["--round-trip", "--workers", "-1"], "--workers is -1: give a whole number of at least 0."),
+    (["--model", "lite_csw_hrnet", "--checkpoint", "absent.pt", "--annotations", "a.json", "--images", ".",
+      "--device", "tpu"], "unknown device 'tpu' for --device. Use cpu, cuda, cuda:N or auto."),
+    (["--manifest", "--device", "gpu"], "unknown device 'gpu' for --device"),
+    (["--manifest", "--model", "lite_csw_hrnet"], "argument --model: not allowed with argument --manifest"),
+])
+def test_evaluate_command_refuses_options_it_would_ignore_or_cannot_use(capsys, arguments, message):
+    assert _evaluate(*arguments) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_report_says_whether_the_flip_test_was_used():
+    line = {"set": "coco-sample-gt", "boxes": "ground truth", "model": "lite_csw_hrnet", "input": "256x192",
+            "decode": "standard"}
+    table = pd.DataFrame([{**line, "weights": "w", "parameters": 10, **dict.fromkeys(METRICS, 0.5)},
+                          {**line, "weights": ROUND_TRIP, "parameters": None, **dict.fromkeys(METRICS, 1.0)}])
+    for flip in (True, False):
+        text = markdown_report(table, [], "python -m workbench evaluate --manifest", flip)
+        assert ("metrics with the flip test" in text) == flip and ("metrics without the flip test" in text) != flip
+        assert evaluation_figure(table, flip).axes[0].get_ylabel() == \
+            f"COCO keypoint AP ({'flip test' if flip else 'no flip test'}, standard decoding)"
+
+
+def test_evaluate_manifest_without_flip_says_so_in_the_report(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path / "weights"))
+    save_weights(untrained_model("lite_csw_hrnet"), "csw_test", run={"data": "none", "epochs": 0}, metrics={})
+    assert _evaluate("--manifest", "--sets", "coco-sample-gt", "--no-flip", "--batch-size", "16", "--output",
+                     tmp_path / "report") == 0
+    text = (tmp_path / "report" / "evaluation.md").read_text()
+    assert "COCO keypoint metrics without the flip test" in text and "with the flip test" not in text
+    rows = pd.read_csv(tmp_path / "report" / "evaluation.csv")
+    assert rows[["weights", "decode"]].values.tolist() == [["csw_test", "standard"], ["csw_test", "dark"],
+                                                           [ROUND_TRIP, "standard"]]
+    assert rows["AP"].iloc[-1] == 1.0 and "csw_test" in capsys.readouterr().out
+
+
 def test_evaluate_command_with_a_checkpoint_in_a_fresh_process(data_root, tmp_path):
-    build_model = pytest.importorskip("model").build_model
     torch.save(build_model("lite_csw_hrnet").state_dict(), tmp_path / "random.pth")
     annotations, images = _coco_sample(data_root)
     finished = subprocess.run(

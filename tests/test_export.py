@@ -1,6 +1,8 @@
 """ONNX export parity for every model, the project's graph rewrite, the fast PyTorch paths and the export command."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -161,3 +163,16 @@ def test_export_command_profiles_the_kernels_on_request(tmp_path, capsys):
     assert table[0] == "op_type,nodes,microseconds" and len(table) > 5
     op_types = {line.split(",")[0] for line in table[1:]}
     assert {"ConvTranspose", "GlobalMaxPool", "Sigmoid"} <= op_types and "kernels per run by operator type" in printed
+
+
+@pytest.mark.parametrize("command", [["export", "lite_csw_hrnet", "--repeats", "0"],
+                                     ["export", "lite_csw_hrnet", "--threads", "-1"],
+                                     ["complexity", "--throughput-batch", "two"],
+                                     ["weights", "publish", "run", "--threads", "0"],
+                                     ["app", "--threads", "0"]])
+def test_counts_below_one_are_refused_before_any_work(command, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(command)
+    assert stopped.value.code == 2
+    assert re.search(r"argument --[a-z-]+: (must be at least 1, got|expected a whole number, got)",
+                     capsys.readouterr().err)

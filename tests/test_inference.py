@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from model import build_model, local_to_official_keys
 from workbench.checkpoints import OnnxModel, load_model, load_state_dict
 from workbench.data.targets import gaussian_heatmaps
 from workbench.data.transforms import box_to_center_size, crop_matrix, hflip_matrix, transform_points
@@ -149,13 +150,7 @@ def test_onnx_model_runs_like_the_torch_model(stand_in_model, stand_in_onnx, tmp
         OnnxModel(tmp_path / "bad.onnx")
 
 
-@pytest.fixture(scope="module")
-def build_model():
-    """`model.build_model` (the model zoo of issue 1)."""
-    return pytest.importorskip("model").build_model
-
-
-def test_load_model_matches_names_and_checkpoints(build_model, tmp_path):
+def test_load_model_matches_names_and_checkpoints(tmp_path):
     torch.save(build_model("mobilenetv2").state_dict(), tmp_path / "mobilenetv2.pth")
     with pytest.raises(WorkbenchError, match="does not fit model 'lite_csw_hrnet'"):
         load_model("lite_csw_hrnet", tmp_path / "mobilenetv2.pth")
@@ -165,7 +160,18 @@ def test_load_model_matches_names_and_checkpoints(build_model, tmp_path):
     assert not network.training
 
 
-def test_estimate_pose_with_the_paper_model(build_model):
+def test_load_model_reads_official_lite_hrnet_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    source = build_model("lite_hrnet_18")
+    torch.save({"meta": {"epoch": 210}, "state_dict": local_to_official_keys(source.state_dict())},
+               tmp_path / "official.pth")
+    loaded = load_model("lite_hrnet_18", tmp_path / "official.pth")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in source.state_dict().items())
+    with pytest.raises(WorkbenchError, match="official Lite-HRNet checkpoint .* does not fit model 'lite_csw_hrnet'"):
+        load_model("lite_csw_hrnet", tmp_path / "official.pth")
+
+
+def test_estimate_pose_with_the_paper_model():
     network = build_model("lite_csw_hrnet").eval()
     result = estimate_pose(network, np.full((200, 120, 3), 128, np.uint8), flip=False)
     assert result.heatmaps.shape == (17, 64, 48) and np.isfinite(result.keypoints).all()

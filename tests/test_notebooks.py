@@ -17,16 +17,17 @@ from model import build_model
 from workbench.cli import main
 from workbench.complexity import ComplexityRow
 from workbench.errors import WorkbenchError
+from workbench.evaluation_report import evaluation_table
 from workbench.evaluation_sets import evaluation_sets
 from workbench.export import conditioned_random_weights
 from workbench.inside_csw import claim_reading
 from workbench.latency import Timing
 from workbench.notebooks import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names
-from workbench.reproduction import evaluate_all, flops_latency_agreement, manifest_frame, \
-    manifest_status, printed_ap_frame, table_rows, training_config, untrained_model
+from workbench.reproduction import evaluation_reading, flops_latency_agreement, manifest_frame, manifest_status, \
+    measured_frame, printed_ap_frame, table_rows, training_config
 from workbench.weight_stats import BINS, WeightMapStats, weight_statistics
 from workbench.weight_stats_plots import statistics_frame, weight_statistics_figure
-from workbench.weights import read_manifest, save_weights
+from workbench.weights import read_manifest, save_weights, untrained_model
 
 
 def _outputs(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
@@ -151,13 +152,24 @@ def test_evaluation_takes_manifest_entries_as_they_appear(data_root, tmp_path, m
                  metrics={"val_AP": 0.0})
     entries = read_manifest()
     assert manifest_frame(entries)["recorded val_AP"].tolist() == [0.0] and "`csw_test`" in manifest_status(entries)
-    (coco_sample,) = evaluation_sets(["coco-sample"], root=data_root)
-    ground_truth = dataclasses.replace(coco_sample, name="coco-val2017", detections=None)  # stands in for val2017
-    table = evaluate_all([ground_truth], entries, round_trips=True, flip=False)
-    assert table["what"].tolist() == ["trained checkpoint", "baseline: ground truth through the pipeline (round trip)"]
-    assert table["AP measured"].tolist()[1] == 100.0
-    printed = printed_ap_frame(table).set_index(["model", "input"])
-    assert printed.loc[("Lite CSW-HRNet", "256x192"), "AP measured here (COCO val2017)"] == table["AP measured"][0]
+    coco_sample, coco_sample_gt = evaluation_sets(["coco-sample", "coco-sample-gt"], root=data_root)
+    ground_truth = dataclasses.replace(coco_sample_gt, name="coco-val2017")  # stands in for val2017
+    sets = [ground_truth, coco_sample]
+    table = evaluation_table(entries, sets, ["standard"], flip=False, progress=False, untrained=["lite_hrnet_18"])
+    measured = measured_frame(table)
+    assert measured[["what", "set", "model"]].values.tolist() == [
+        ["trained checkpoint", "coco-val2017", "lite_csw_hrnet"],
+        ["trained checkpoint", "coco-sample", "lite_csw_hrnet"],
+        ["baseline: untrained (random init)", "coco-val2017", "lite_hrnet_18"],
+        ["baseline: untrained (random init)", "coco-sample", "lite_hrnet_18"],
+        ["baseline: ground truth through the pipeline (round trip)", "coco-val2017", "-"]]  # none on detector boxes
+    assert table["AP"].iloc[-1] == 1.0 and measured["AP measured"].iloc[-1] == 100.0
+    assert measured["AP measured"].tolist() == [round(100 * ap, 1) for ap in table["AP"]]
+    printed = printed_ap_frame(measured).set_index(["model", "input"])
+    assert printed.loc[("Lite CSW-HRNet", "256x192"), "AP measured here (COCO val2017)"] == measured["AP measured"][0]
+    reading = evaluation_reading(measured, sets)
+    assert "No baseline: ground truth through the pipeline (round trip) on coco-sample:" in reading
+    assert "No trained checkpoint" not in reading
 
 
 def _row(model: str, gflops: float, ms: float) -> ComplexityRow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,9 @@ def test_publishing_records_the_run_and_stores_half_precision_weights_that_load(
     assert run["data"]["train"] == "fashion-pose/person_keypoints_train.json" and run["initialisation"] == "from scratch"
     assert run["training_seconds"] > 0 and run["config"]["data"]["subset"] == 32
     assert run["hardware"] == {distributed.setup().hardware(): 2}
+    assert run["command"].startswith("python -m workbench train --config lite_csw_hrnet_256x192_fashion --set ")
+    assert "train.epochs=2" in run["command"] and "'model.input_size=[64,64]'" in run["command"]
+    assert "data.root" not in run["command"]
     assert run["stored_as"] == "float16" and abs(run["val_AP_float16"] - run["val_AP_float32"]) <= 1e-3
     assert entry.metrics["val_AP"] == pytest.approx(run["val_AP_float16"])
     assert (weights_folder / run["log"]).read_text() == (finished_run / "log.jsonl").read_text()
@@ -73,6 +77,16 @@ def test_an_unfinished_run_is_refused(finished_run, tmp_path):
     save_checkpoint({k: v for k, v in state.items() if k != "format"}, unfinished / "last.pt")
     with pytest.raises(WorkbenchError, match=r"has done 1 of its 2 epochs: finish it with .*--resume"):
         publish_run(unfinished, directory=tmp_path / "weights")
+
+
+def test_an_earlier_checkpoint_of_a_finished_run_can_be_published(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    state = load_checkpoint(run / "last.pt")
+    state["epoch"] = 1
+    save_checkpoint({k: v for k, v in state.items() if k != "format"}, run / "best.pt")
+    entry, ap = publish_run(run, "tiny_best", checkpoint="best.pt", directory=tmp_path / "weights", progress=False)
+    assert entry.run["checkpoint"] == "best.pt" and set(ap) == {"float32", "float16"}
 
 
 def test_the_evaluation_report_covers_every_entry_and_set(finished_run, weights_folder, capsys):

@@ -142,6 +142,25 @@ def test_sampler_shares_an_epoch_among_processes_and_starts_mid_epoch():
     assert list(sampler) == whole[6:] and len(sampler) == 4
 
 
+# logs
+
+def test_logs_keep_the_last_record_of_an_epoch_and_refuse_damaged_lines(tmp_path):
+    from workbench.training.logs import append_record, truncate_log
+
+    log = tmp_path / "log.jsonl"
+    for epoch, loss in ((1, 0.3), (2, 0.2), (2, 0.1), (3, 0.05)):
+        append_record(log, {"epoch": epoch, "loss": loss})
+    assert [(r["epoch"], r["loss"]) for r in read_log(log)] == [(1, 0.3), (2, 0.1), (3, 0.05)]
+    truncate_log(log, 2)
+    assert [r["epoch"] for r in read_log(log)] == [1, 2] and not list(tmp_path.glob(".*tmp*"))
+    log.write_text(log.read_text() + '{"loss": 0.1}\n')
+    with pytest.raises(WorkbenchError, match=r"line 3 is not an epoch record"):
+        read_log(log)
+    log.write_text('{"epoch": 1\n')
+    with pytest.raises(WorkbenchError, match=r"line 1 is not JSON"):
+        read_log(log)
+
+
 # runs
 
 def test_short_real_run_on_fashion_pose_photos_lowers_the_loss(data_root, tmp_path):
@@ -194,17 +213,21 @@ def test_resume_after_sigterm_gives_the_weights_of_an_uninterrupted_run(tiny_run
                                                                     read_log(reference / "log.jsonl")]
 
 
-def test_sigterm_to_the_whole_process_group_stops_cleanly_with_loader_workers(data_root, tmp_path):
+def test_ctrl_c_to_the_process_group_stops_cleanly_and_a_run_with_loader_workers_exits(data_root, tmp_path):
     output = tmp_path / "run"
-    process = _run_cli(["--config", FASHION, "--output", str(output), "--set", *_tiny(data_root, "data.workers=2")],
-                       start_new_session=True)
+    args = ["--config", FASHION, "--output", str(output), "--set", *_tiny(data_root, "data.workers=2")]
+    process = _run_cli(args, start_new_session=True)
     while not (output / "last.pt").exists() and process.poll() is None:
         time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143 and "stopped by SIGTERM" in stdout, stderr
-    assert "killed by signal" not in stderr
+    assert process.returncode == 130 and "stopped by SIGINT" in stdout, stderr
+    assert "killed by signal" not in stderr and "KeyboardInterrupt" not in stderr
     assert 6 <= load_checkpoint(output / "last.pt")["step"] < 18
+
+    resumed = _run_cli([*args, "--resume"])
+    stdout, stderr = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0 and "done: 3 epochs, 18 steps" in stdout, stderr
 
 
 def test_two_gloo_processes_under_torchrun_train_and_rank0_checkpoint_loads(data_root, tmp_path):

@@ -26,14 +26,11 @@ def image() -> np.ndarray:
     return picture
 
 
-def test_figure_to_array_and_png_render_the_figure_at_its_size():
+def test_figure_to_array_renders_the_figure_at_its_size():
     figure = visualize._figure(3.0, 2.0)
     figure.add_subplot().plot([0, 1], [0, 1])
     pixels = visualize.figure_to_array(figure)
-    assert pixels.shape == (200, 300, 3) and pixels.dtype == np.uint8
-    png = visualize.figure_to_png(figure)
-    assert png.startswith(b"\x89PNG")
-    assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape == (200, 300, 3)
+    assert pixels.shape == (200, 300, 3) and pixels.dtype == np.uint8 and pixels.std() > 0
 
 
 def test_image_to_png_round_trips(image):

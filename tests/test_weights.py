@@ -66,3 +66,7 @@ def test_a_manifest_naming_the_wrong_model_is_refused(saved):
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(WorkbenchError, match="do not fit model 'lite_hrnet_18'"):
         load_weights("csw_test", directory=folder)
+    data["weights"][0]["model"] = "lite_csw_hrnet_v9"
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(WorkbenchError, match="names model 'lite_csw_hrnet_v9', which this workbench does not have"):
+        load_weights("csw_test", directory=folder)

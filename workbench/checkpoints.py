@@ -1,7 +1,8 @@
 """Loading trained networks from files: a model name plus a checkpoint, or an exported ONNX file.
 
-A checkpoint is a plain state dict of the model, or a dict holding one under "model"; keys saved from a
-DistributedDataParallel wrapper ("module." prefix) are accepted.
+A checkpoint is a plain state dict of the model, or a dict holding one under "model" or "state_dict"; keys saved
+from a DistributedDataParallel wrapper ("module." prefix) are accepted, and an official Lite-HRNet / mmpose 0.x
+checkpoint (its head under "keypoint_head.") is renamed to this project's layout.
 """
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import numpy as np
 import torch
 
 from workbench.errors import WorkbenchError
+
+OFFICIAL_HEAD = "keypoint_head."
+"""Where official Lite-HRNet (mmpose 0.x) checkpoints keep the head; this project's networks call it final_layer."""
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -24,8 +28,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
         raise WorkbenchError(f"{path} is not a readable PyTorch checkpoint ({str(error).splitlines()[0]}). "
                              "Pass a file saved with torch.save(model.state_dict(), path).") from None
-    if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
-        saved = saved["model"]
+    for key in ("model", "state_dict"):
+        if isinstance(saved, dict) and isinstance(saved.get(key), dict):
+            saved = saved[key]
+            break
     if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
         raise WorkbenchError(f"{path} holds no model state dict. Save one with torch.save(model.state_dict(), path) "
                              "or as {'model': state_dict}.")
@@ -43,6 +49,15 @@ def load_model(name: str, checkpoint: str | Path, input_size: tuple[int, int] = 
     except ValueError as error:
         raise WorkbenchError(f"cannot build {name!r}: {error}.") from None
     state = load_state_dict(checkpoint)
+    if any(key.startswith(OFFICIAL_HEAD) for key in state):
+        from model import load_official_state_dict
+
+        try:
+            load_official_state_dict(network, state)
+        except ValueError as error:
+            raise WorkbenchError(f"official Lite-HRNet checkpoint {checkpoint} does not fit model {name!r}: "
+                                 f"{error}. Pass the model it was trained as (lite_hrnet_18 or lite_hrnet_30).") from None
+        return network.eval()
     try:
         network.load_state_dict(state)
     except RuntimeError as error:

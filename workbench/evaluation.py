@@ -1,5 +1,6 @@
 """Evaluation on a COCO keypoint dataset: predictions over a DataLoader (a model, or the ground-truth round trip),
-COCO results with rescoring and OKS NMS, COCOeval metrics, per-joint error statistics, atomic JSON writing."""
+COCO results with rescoring and OKS NMS, COCOeval metrics over every readable image of the dataset, per-joint error
+statistics."""
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,7 @@ from workbench.errors import WorkbenchError
 from workbench.inference import Model, combine_flip, decode_heatmaps, heatmap_to_image, oks_nms, predict_heatmaps, \
     rescore
 from workbench.keypoints import FLIP_INDEX, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
-from workbench.training.interrupt import ignore_stop_signals
+from workbench.training.interrupt import ignore_interrupts
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 """The ten numbers of COCOeval's keypoint summary, in its order (fractions in [0, 1])."""
@@ -83,7 +84,7 @@ def _collect(dataset: CocoKeypoints, heatmaps_of: Callable[[dict[str, Any]], tor
              batch_size: int, workers: int, progress: bool) -> Predictions:
     """Heatmaps of every readable instance -> Predictions; unreadable images are recorded, not raised."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_stop_signals)
+                        pin_memory=torch.cuda.is_available(), worker_init_fn=ignore_interrupts)
     image_ids, keypoints, box_scores, areas, unreadable = [], [], [], [], {}
     with tqdm(total=len(dataset), unit="crop", disable=not progress, desc="predict") as bar:
         for batch in loader:
@@ -165,6 +166,48 @@ def evaluate_keypoints(coco: dict, results: list[dict[str, Any]],
                                for name, value in zip(METRIC_NAMES, evaluator.stats)}
     metrics["per_joint"] = per_joint_statistics(evaluator)
     return metrics
+
+
+def dataset_results(model: Model | None, dataset: CocoKeypoints, *, flip: bool = True, decode: str = "standard",
+                    batch_size: int = 32, workers: int = 0, progress: bool = False, vis_threshold: float = 0.2,
+                    oks_threshold: float = 0.9) -> tuple[Predictions, list[dict[str, Any]]]:
+    """The poses of every instance of `dataset`, from `model` (None: the round trip of the ground truth, see
+    `round_trip`), and their COCO results (rescored and OKS NMS'd as `coco_results` says)."""
+    options = dict(flip=flip, decode=decode, batch_size=batch_size, workers=workers, progress=progress)
+    predictions = round_trip(dataset, **options) if model is None else predict_dataset(model, dataset, **options)
+    return predictions, coco_results(predictions, category_id=dataset.category_id, vis_threshold=vis_threshold,
+                                     oks_threshold=oks_threshold)
+
+
+def dataset_metrics(dataset: CocoKeypoints, predictions: Predictions,
+                    results: list[dict[str, Any]]) -> dict[str, Any]:
+    """`evaluate_keypoints` of `dataset_results`' output, over every image of the dataset except the unreadable ones.
+
+    The images of the dataset are those of its annotation file (or of the instances a subset kept), whether or not
+    a box was found in them: a person the detector missed counts against recall, as in COCO's protocol. With
+    ground-truth boxes, an image without instances holds only crowds and persons without labelled keypoints, which
+    COCOeval ignores, or persons whose box is empty or outside the image, which count as missed: only these
+    separate the metrics from those over the instances' images. When images were unreadable, "message" says how
+    many the metrics cover.
+    """
+    evaluated = [image_id for image_id in dataset.images if image_id not in predictions.unreadable]
+    metrics = evaluate_keypoints(dataset.coco, results, evaluated)
+    if predictions.unreadable:
+        note = (f"metrics cover {len(evaluated)} of {len(dataset.images)} images: {len(predictions.unreadable)} "
+                "could not be read")
+        metrics["message"] = "; ".join(filter(None, [metrics.get("message"), note]))
+    return metrics
+
+
+def evaluate_dataset(model: Model | None, dataset: CocoKeypoints, *, flip: bool = True, decode: str = "standard",
+                     batch_size: int = 32, workers: int = 0, progress: bool = False, vis_threshold: float = 0.2,
+                     oks_threshold: float = 0.9) -> dict[str, Any]:
+    """COCO keypoint metrics (fractions) of `model` (None: the round trip) on `dataset`: `dataset_results`, then
+    `dataset_metrics` (which images count). Raises WorkbenchError for a file without keypoint ground truth."""
+    predictions, results = dataset_results(model, dataset, flip=flip, decode=decode, batch_size=batch_size,
+                                           workers=workers, progress=progress, vis_threshold=vis_threshold,
+                                           oks_threshold=oks_threshold)
+    return dataset_metrics(dataset, predictions, results)
 
 
 def per_joint_statistics(evaluator: COCOeval) -> dict[str, dict[str, float | int]]:

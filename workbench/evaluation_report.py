@@ -1,9 +1,11 @@
-"""The evaluation report of the project's trained weights (`python -m workbench evaluate --manifest`).
+"""The evaluation report of the project's trained weights (`python -m workbench evaluate --manifest`), and the
+table that notebook 03 shows.
 
 Every weights entry of the manifest is evaluated on the standard sets (fashion-pose val with its boxes as annotated
-and grown to the keypoints, coco-sample with ground-truth and detector boxes; flip test), with the standard
-quarter-offset decoding that training validates with and with DARK, beside the round trip of each set (the ground truth rendered as heatmaps and decoded by the same pipeline: the ceiling its boxes allow).
-Written atomically into reports/: evaluation.md, evaluation.csv, evaluation.png (AP per set and model) and
+and grown to the keypoints, coco-sample with ground-truth and detector boxes; flip test unless --no-flip), with the
+standard quarter-offset decoding that training validates with and with DARK, beside the round trip of each set with
+ground-truth boxes (the ground truth rendered as heatmaps and decoded by the same pipeline: the ceiling its boxes
+allow). Written atomically into reports/: evaluation.md, evaluation.csv, evaluation.png (AP per set and model) and
 training_curves.png (validation AP and loss of every run, from the logs kept beside the weights).
 """
 from __future__ import annotations
@@ -14,19 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
+from torch import nn
 from tqdm import tqdm
 
 from workbench.evaluation_sets import EvalSet, evaluate_on
 from workbench.files import write_atomic, write_text_atomic
 from workbench.paths import weights_dir
 from workbench.training.logs import read_log
-from workbench.weights import WeightsEntry, load_weights
+from workbench.weights import WeightsEntry, load_weights, untrained_model
 
+Size = tuple[int, int]
 REPORT_SETS = ("fashion-pose-val-annotated", "fashion-pose-val", "coco-sample-gt", "coco-sample")
-METRICS = ("AP", "AP50", "AP75", "AR")
+METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 DECODINGS = ("standard", "dark")
 ROUND_TRIP = "round trip (ground truth)"
+UNTRAINED = "untrained (random init)"
+BASELINE_SIZE = (256, 192)
+"""The input size (H, W) of the baselines (round trip, untrained networks)."""
+
+
+def _network(weights: str, model: str, device: str | torch.device) -> nn.Module | None:
+    """The network of a table line: None for the round trip, a seeded random one for UNTRAINED, else the entry's."""
+    if weights == ROUND_TRIP:
+        return None
+    return untrained_model(model).to(device) if weights == UNTRAINED else load_weights(weights, device)
 
 
 def _metric_cells(metrics: dict[str, Any]) -> dict[str, float | None]:
@@ -34,31 +49,32 @@ def _metric_cells(metrics: dict[str, Any]) -> dict[str, float | None]:
 
 
 def evaluation_table(entries: Sequence[WeightsEntry], sets: Sequence[EvalSet], decodings: Sequence[str] = DECODINGS,
-                     flip: bool = True, batch_size: int = 32, device: str = "cpu",
-                     progress: bool = True) -> pd.DataFrame:
-    """One line per (weights entry, set, decoding) with AP, AP50, AP75 and AR (fractions), then one round-trip line
-    (standard decoding) per set that uses ground-truth boxes."""
-    lines = []
-    jobs = [(entry, eval_set, decode) for entry in entries for eval_set in sets for decode in decodings]
-    network, loaded = None, None
-    for entry, eval_set, decode in tqdm(jobs, desc="evaluating", unit="set", disable=not progress):
-        if loaded != entry.name:
-            network, loaded = load_weights(entry.name, device), entry.name
-        metrics = evaluate_on(network, eval_set, entry.input_size, flip, batch_size, decode)
-        lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": entry.name, "model": entry.model,
-                      "input": f"{entry.input_size[0]}x{entry.input_size[1]}", "decode": decode,
-                      "parameters": sum(p.numel() for p in network.parameters()), **_metric_cells(metrics)})
-    for eval_set in sets:
-        if eval_set.detections is None:
-            metrics = evaluate_on(None, eval_set, (256, 192), flip, batch_size)
-            lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": ROUND_TRIP, "model": "-",
-                          "input": "256x192", "decode": "standard", "parameters": None, **_metric_cells(metrics)})
+                     flip: bool = True, batch_size: int = 32, device: str | torch.device = "cpu",
+                     progress: bool = True, untrained: Sequence[str] = (), round_trips: bool = True) -> pd.DataFrame:
+    """One line per (weights entry, set, decoding) with the METRICS (fractions), then the labelled baselines at
+    BASELINE_SIZE with standard decoding: per set, each model of `untrained` with random weights (weights column
+    UNTRAINED: the floor), and with `round_trips` the round trip of each set with ground-truth boxes (ROUND_TRIP:
+    the ceiling those boxes allow; a set of detector boxes has no ground truth per box to render, so no ceiling)."""
+    jobs = [(entry.name, entry.model, entry.input_size, eval_set, decode)
+            for entry in entries for eval_set in sets for decode in decodings]
+    jobs += [(UNTRAINED, name, BASELINE_SIZE, eval_set, "standard") for name in untrained for eval_set in sets]
+    jobs += [(ROUND_TRIP, "-", BASELINE_SIZE, eval_set, "standard") for eval_set in sets
+             if round_trips and eval_set.detections is None]
+    lines, network, loaded = [], None, None
+    for weights, model, size, eval_set, decode in tqdm(jobs, desc="evaluating", unit="set", disable=not progress):
+        if loaded != (weights, model):
+            network, loaded = _network(weights, model, device), (weights, model)
+        metrics = evaluate_on(network, eval_set, size, flip, batch_size, decode)
+        lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": weights, "model": model,
+                      "input": f"{size[0]}x{size[1]}", "decode": decode,
+                      "parameters": None if network is None else sum(p.numel() for p in network.parameters()),
+                      **_metric_cells(metrics)})
     return pd.DataFrame(lines, columns=["set", "boxes", "weights", "model", "input", "decode", "parameters", *METRICS])
 
 
-def evaluation_figure(table: pd.DataFrame) -> Figure:
+def evaluation_figure(table: pd.DataFrame, flip: bool) -> Figure:
     """Bars of AP per set (standard decoding), one colour per weights entry; the round trip of a set as a black
-    line over its bars."""
+    line over its bars. `flip`: whether the table was measured with the flip test (the axis says so)."""
     import seaborn as sns
 
     trained = table[(table["weights"] != ROUND_TRIP) & (table["decode"] == "standard")]
@@ -74,7 +90,7 @@ def evaluation_figure(table: pd.DataFrame) -> Figure:
             axes.hlines(float(ceiling.iloc[0]), position - 0.45, position + 0.45, colors="black", linewidth=1.5,
                         label=ROUND_TRIP if position == 0 else None)
     axes.set_ylim(0, 1.08)
-    axes.set_ylabel("COCO keypoint AP (flip test, standard decoding)")
+    axes.set_ylabel(f"COCO keypoint AP ({'flip test' if flip else 'no flip test'}, standard decoding)")
     axes.set_xlabel("")
     axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
     axes.set_title("Trained weights on the sample sets (measured here)", fontsize=10)
@@ -104,26 +120,27 @@ def training_curves_figure(entries: Sequence[WeightsEntry], directory: str | Pat
     return figure
 
 
-def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], command: str) -> str:
-    """The report as markdown: AP by set and weights, the full table, and each run's record in one line."""
+def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], command: str, flip: bool) -> str:
+    """The report as markdown: AP by set and weights, the full table, and each run's record in one line; `flip`:
+    whether the table was measured with the flip test."""
     pivot = table.pivot_table(index=["weights", "decode"], columns="set", values="AP", sort=False).reset_index()
     pivot = pivot.astype(object).where(pivot.notna(), None)
     shown = table.assign(parameters=table["parameters"].map(lambda n: "-" if pd.isna(n) else f"{int(n):,}"))
     runs = [f"- `{e.name}` ({e.model}, {e.input_size[0]}x{e.input_size[1]}): {e.run.get('epochs', '?')} epochs, "
-            f"{e.run.get('training_seconds', 0) / 3600:.1f} h of training, stored as {e.run.get('stored_as', '?')}; curves "
-            f"`weights/{e.run.get('curves', '-')}`" + (f". {e.run['note']}" if e.run.get("note") else "")
+            f"{e.run.get('training_seconds', 0) / 3600:.1f} h of training, stored as {e.run.get('stored_as', '?')}; "
+            f"curves `weights/{e.run.get('curves', '-')}`" + (f". {e.run['note']}" if e.run.get("note") else "")
             for e in entries]
     return "\n".join([
         "# Evaluation of the project's trained weights",
         "",
         f"Written by `{command}`. Every number here was measured by that command on this project's weights "
-        "(weights/manifest.json); COCO keypoint metrics with the flip test. The round trip renders each set's ground "
-        "truth as target heatmaps and decodes it through the same pipeline: the best any network can score with "
-        "those boxes. fashion-pose-val-annotated uses the val boxes as annotated (a few are drawn beside their "
-        "person); fashion-pose-val grows them to enclose the labelled keypoints, as training and validation did. "
-        "Decoding: standard is the quarter-pixel offset that training validates with; dark is DARK's Taylor "
-        "refinement of the modulated heatmap (Zhang et al., CVPR 2020). coco-sample has 4 images: read its APs as "
-        "an illustration, not a measurement.",
+        f"(weights/manifest.json); COCO keypoint metrics {'with' if flip else 'without'} the flip test. The round "
+        "trip renders the ground truth of each set with ground-truth boxes as target heatmaps and decodes it through "
+        "the same pipeline: the best any network can score with those boxes. fashion-pose-val-annotated uses the val "
+        "boxes as annotated (a few are drawn beside their person); fashion-pose-val grows them to enclose the "
+        "labelled keypoints, as training and validation did. Decoding: standard is the quarter-pixel offset that "
+        "training validates with; dark is DARK's Taylor refinement of the modulated heatmap (Zhang et al., CVPR "
+        "2020). coco-sample has 4 images: read its APs as an illustration, not a measurement.",
         "",
         "## AP by set",
         "",
@@ -145,15 +162,15 @@ def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], comman
 
 
 def write_evaluation_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], directory: str | Path,
-                            command: str) -> list[Path]:
+                            command: str, flip: bool) -> list[Path]:
     """Write evaluation.md, evaluation.csv, evaluation.png and training_curves.png into `directory`, each
-    atomically; returns their paths."""
+    atomically; returns their paths. `flip`: whether `table` was measured with the flip test."""
     directory = Path(directory)
     csv = io.StringIO()
     table.to_csv(csv, index=False)
-    paths = [write_text_atomic(directory / "evaluation.md", markdown_report(table, entries, command)),
+    paths = [write_text_atomic(directory / "evaluation.md", markdown_report(table, entries, command, flip)),
              write_text_atomic(directory / "evaluation.csv", csv.getvalue())]
-    for name, figure in (("evaluation.png", evaluation_figure(table)),
+    for name, figure in (("evaluation.png", evaluation_figure(table, flip)),
                          ("training_curves.png", training_curves_figure(entries))):
         paths.append(write_atomic(directory / name, lambda temporary, f=figure: f.savefig(temporary, dpi=120)))
     return paths

@@ -15,7 +15,7 @@ from torch import nn
 
 from workbench.data import CocoKeypoints
 from workbench.errors import WorkbenchError
-from workbench.evaluation import coco_results, evaluate_keypoints, predict_dataset, round_trip
+from workbench.evaluation import evaluate_dataset
 from workbench.paths import data_root
 
 Size = tuple[int, int]
@@ -92,7 +92,4 @@ def evaluate_on(network: nn.Module | None, eval_set: EvalSet, input_size: Size =
     "dark"); `network` None evaluates the round trip (the ground truth rendered as target heatmaps, on ground-truth
     boxes), which checks the pipeline (AP near 1)."""
     dataset = dataset_of(eval_set, input_size, ground_truth=network is None, with_targets=network is None)
-    options = dict(flip=flip, batch_size=batch_size, decode=decode, progress=False)
-    predictions = round_trip(dataset, **options) if network is None else predict_dataset(network, dataset, **options)
-    results = coco_results(predictions, category_id=dataset.category_id)
-    return evaluate_keypoints(dataset.coco, results, [i for i in dataset.images if i not in predictions.unreadable])
+    return evaluate_dataset(network, dataset, flip=flip, decode=decode, batch_size=batch_size)

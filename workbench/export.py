@@ -353,9 +353,6 @@ def onnx_parity(
 
 def save_onnx(graph: onnx.ModelProto, path: str | Path) -> Path:
     """Write `graph` to `path` atomically (a temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    onnx.save(graph, str(temporary))
-    temporary.replace(path)
-    return path
+    from workbench.files import write_atomic
+
+    return write_atomic(path, lambda temporary: onnx.save(graph, str(temporary)))

@@ -18,14 +18,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Subset
 
-from model import run_with_probes
+from model import location_maps, run_with_probes
 from workbench import visualize
 from workbench.app.models import LoadedModel, ModelCache, default_weights, model_structure
 from workbench.data.transforms import to_tensor, transform_points
 from workbench.evaluation_sets import EvalSet, dataset_of, evaluation_sets
 from workbench.gradcam import gradcam_layers, joint_gradcam
 from workbench.images import read_image
-from workbench.inference import PoseEstimate, estimate_pose
+from workbench.inference import PoseEstimate, estimate_pose, model_device
 from workbench.keypoints import JOINT_NAMES
 from workbench.weight_stats import HIGH, LOW, WeightMapStats, weight_statistics
 
@@ -104,7 +104,7 @@ def look(loaded: LoadedModel, person: Person, cam_layer: str | None = None) -> L
     layer = cam_layer or default_cam_layer(network)
     with loaded.lock:
         estimate = estimate_pose(network, person.image, person.box)
-        crop = to_tensor(estimate.crop)[None].to(next(network.parameters()).device)
+        crop = to_tensor(estimate.crop)[None].to(model_device(network))
         with torch.inference_mode():
             _, maps = run_with_probes(network, crop)
         cams = np.concatenate([joint_gradcam(network, crop, joint, layer) for joint in range(len(JOINT_NAMES))])
@@ -129,12 +129,6 @@ def models_status(models: Sequence[LoadedModel]) -> str:
     """Markdown: the weights each model runs with."""
     return "\n".join(f"- {m.name}: {m.weights_label}" + ("" if m.trained else " (no trained weights in the "
                                                                               "manifest yet)") for m in models)
-
-
-def location_maps(maps: Mapping[str, np.ndarray], location: str) -> dict[str, np.ndarray]:
-    """The maps of one weighting function by kind ("channel", "spatial", "weights")."""
-    prefix = location + "/"
-    return {name[len(prefix):]: value for name, value in maps.items() if name.startswith(prefix)}
 
 
 def side_by_side(figures: Sequence[Figure], title: str = "") -> Figure:
@@ -345,7 +339,7 @@ def split_statistics(models: Sequence[LoadedModel], eval_set: EvalSet, batch_siz
     statistics = {}
     for loaded in models:
         network = loaded.network
-        device = next(network.parameters()).device
+        device = model_device(network)
         batches = (images.to(device) for images in split_batches(eval_set, network.input_size, batch_size, limit))
         with loaded.lock:
             statistics[loaded.name] = weight_statistics(network, batches)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.files import write_atomic
 from workbench.paths import REPO_ROOT, reports_dir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -35,7 +36,7 @@ QUICK_PARAMETERS: dict[str, dict[str, Any]] = {
                     "overrides": ["model.input_size=[128,96]", "data.subset=32", "validation.subset=8",
                                   "train.batch_size=16", "data.workers=0", "train.warmup_iters=2", "validation.every=1",
                                   "validation.batch_size=8"]},
-    "03_evaluation": {"sets": ["coco-sample"], "untrained": ["lite_csw_hrnet"], "flip": False},
+    "03_evaluation": {"sets": ["coco-sample-gt"], "untrained": ["lite_csw_hrnet"], "flip": False},
     "04_inside_csw": {"sets": ["coco-sample"], "locations": ["stage2/module0/block0/branch0/single",
                                                             "stage3/module0/block0/cross"],
                       "split": "coco-sample"},
@@ -130,9 +131,7 @@ def execute_notebook(name: str, target: Path, parameters: dict[str, Any]) -> Not
             raise WorkbenchError(f"notebook {name} failed {what}. {target} is unchanged; the executed copy, with "
                                  f"the traceback, is {failed}.") from None
         seconds = time.perf_counter() - started
-        staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        shutil.copyfile(running, staged)
-        os.replace(staged, target)
+        write_atomic(target, lambda temporary: shutil.copyfile(running, temporary))
     return NotebookRun(name, target, seconds)
 
 

@@ -8,6 +8,8 @@ The run's log and curves are copied beside the weights as `<name>.log.jsonl` and
 """
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 import statistics
 from collections import Counter
@@ -17,6 +19,7 @@ from typing import Any
 from torch import nn
 
 from workbench.errors import WorkbenchError
+from workbench.files import write_atomic
 from workbench.paths import weights_dir
 from workbench.weights import WeightsEntry, save_weights
 
@@ -36,6 +39,21 @@ def _half_round_trip(network: nn.Module) -> nn.Module:
     return network
 
 
+def training_command(config: dict[str, Any]) -> str:
+    """The train command that reproduces `config`: its named config plus a --set for every setting that differs
+    from the shipped one (data.root excepted: it names this machine's data folder)."""
+    from workbench.training.config import config_names, flatten, load_config
+
+    command = f"python -m workbench train --config {config['name']}"
+    if config["name"] not in config_names():
+        return command
+    shipped, used = flatten(load_config(config["name"])), flatten(config)
+    changed = [shlex.quote(f"{name}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}")
+               for name in sorted(shipped.keys() | used.keys())
+               if name != "data.root" and shipped.get(name) != (value := used.get(name))]
+    return command + (" --set " + " ".join(changed) if changed else "")
+
+
 def run_record(config: dict[str, Any], log: list[dict[str, Any]], checkpoint: str) -> dict[str, Any]:
     """The manifest's description of a run: its config, data and split, schedule, augmentation, seed, epochs,
     and its time (the sum of the logged epoch times, validation not included, and their median), and the hardware
@@ -44,7 +62,7 @@ def run_record(config: dict[str, Any], log: list[dict[str, Any]], checkpoint: st
     seconds = [record["seconds"] for record in log]
     record = {
         "config_name": config["name"],
-        "command": f"python -m workbench train --config {config['name']}",
+        "command": training_command(config),
         "data": {"train": data["train_annotations"], "val": data["val_annotations"], "images": data["train_images"],
                  "boxes": "ground truth, grown to enclose the labelled keypoints" if data["enclose_keypoints"]
                  else "ground truth"},
@@ -72,8 +90,9 @@ def run_record(config: dict[str, Any], log: list[dict[str, Any]], checkpoint: st
 
 def publish_run(run_dir: str | Path, name: str | None = None, checkpoint: str = "last.pt", tolerance: float = 1e-3,
                 directory: str | Path | None = None, progress: bool = True) -> tuple[WeightsEntry, dict[str, float]]:
-    """Store the weights of the finished run in `run_dir` as manifest entry `name` (default: the run's config
-    name) in `directory` (default: weights/).
+    """Store the weights of `checkpoint` (last.pt, or e.g. best.pt) of the finished run in `run_dir` (its last.pt
+    has done every epoch) as manifest entry `name` (default: the run's config name) in `directory` (default:
+    weights/).
 
     Returns the entry and the validation APs: {"float32": AP, "float16": AP}. float16 is stored when the two
     differ by at most `tolerance`.
@@ -81,15 +100,16 @@ def publish_run(run_dir: str | Path, name: str | None = None, checkpoint: str = 
     from workbench.training.checkpointing import load_checkpoint
     from workbench.training.data import build_datasets
     from workbench.training.logs import read_log
-    from workbench.training.loop import CURVES, LOG, build_network, validate
+    from workbench.training.loop import CURVES, LAST, LOG, build_network, validate
 
     run_dir = Path(run_dir)
-    state = load_checkpoint(run_dir / checkpoint)
-    config = state["config"]
-    epochs = config["train"]["epochs"]
-    if state["epoch"] < epochs:
-        raise WorkbenchError(f"{run_dir} has done {state['epoch']} of its {epochs} epochs: finish it with "
+    last = load_checkpoint(run_dir / LAST)
+    epochs = last["config"]["train"]["epochs"]
+    if last["epoch"] < epochs:
+        raise WorkbenchError(f"{run_dir} has done {last['epoch']} of its {epochs} epochs: finish it with "
                              f"`python -m workbench train --output {run_dir} --resume`, then publish.")
+    state = last if checkpoint == LAST else load_checkpoint(run_dir / checkpoint)
+    config = state["config"]
     log = read_log(run_dir / LOG)
     network = build_network(config, load_backbone=False)
     network.load_state_dict(state["model"])
@@ -107,8 +127,8 @@ def publish_run(run_dir: str | Path, name: str | None = None, checkpoint: str = 
               "val_AP_float32": ap["float32"], "val_AP_float16": ap["float16"],
               "log": f"{name}.log.jsonl", "curves": f"{name}.training_curves.png"}
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / LOG, folder / record["log"])
-    shutil.copyfile(run_dir / CURVES, folder / record["curves"])
+    for source, target in ((LOG, record["log"]), (CURVES, record["curves"])):
+        write_atomic(folder / target, lambda temporary, source=source: shutil.copyfile(run_dir / source, temporary))
     val_metrics = {f"val_{key}": value for key, value in metrics.items() if isinstance(value, (int, float))}
     entry = save_weights(network.eval(), name, run=record, metrics=val_metrics, half=half, directory=folder)
     return entry, ap

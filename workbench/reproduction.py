@@ -15,23 +15,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
-from workbench.app.models import UNTRAINED_SEED
 from workbench.complexity import G, QUICK_SPEED, ComplexityRow, SpeedSettings, measure_rows
 from workbench.complexity_report import csv_record
 from workbench.errors import WorkbenchError
-from workbench.evaluation_sets import EvalSet, evaluate_on
+from workbench.evaluation_report import METRICS, ROUND_TRIP, UNTRAINED
+from workbench.evaluation_sets import EvalSet
 from workbench.paths import REPO_ROOT
 from workbench.published import published_row, published_rows
 from workbench.training import TrainingResult, build_config, config_names, load_config, read_log, train
 from workbench.training.loop import CURVES, LAST, LOG
-from workbench.weights import WeightsEntry, load_weights
+from workbench.weights import WeightsEntry
 
 Size = tuple[int, int]
 SPEED_MODES = ("none", "quick", "full")
-TABLE_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 
 
 # Complexity columns of Tables 2 and 3
@@ -150,52 +147,23 @@ def flops_latency_agreement(rows: Sequence[ComplexityRow]) -> str:
 
 # AP columns of Tables 2 and 3
 
-def untrained_model(name: str, input_size: Size = (256, 192), seed: int = UNTRAINED_SEED) -> nn.Module:
-    """Model `name` with its seeded random initialisation (the app's "untrained"), eval mode; the global random
-    state is left as it was."""
-    from model import build_model
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_model(name, input_size=tuple(input_size)).eval()
+BASELINES = {ROUND_TRIP: "baseline: ground truth through the pipeline (round trip)",
+             UNTRAINED: "baseline: untrained (random init)"}
+"""What each baseline line of `evaluation_table` is, in the words of the notebook."""
 
 
-def _metric_columns(metrics: dict[str, Any]) -> dict[str, float]:
-    return {f"{name} measured": np.nan if metrics.get(name) is None else round(100.0 * metrics[name], 1)
-            for name in TABLE_METRICS}
-
-
-def evaluate_all(sets: Sequence[EvalSet], entries: Sequence[WeightsEntry], untrained: Sequence[str] = (),
-                 round_trips: bool = True, flip: bool = True, batch_size: int = 32,
-                 device: str | torch.device = "cpu") -> pd.DataFrame:
-    """Measured COCO metrics (percent) of every weights entry on every set, then the labelled baselines: the
-    round trip (ground truth through the pipeline) and each model of `untrained` with random weights."""
-    lines = []
-    for entry in entries:
-        network = load_weights(entry.name, device)
-        for eval_set in sets:
-            metrics = evaluate_on(network, eval_set, entry.input_size, flip, batch_size)
-            lines.append({"what": "trained checkpoint", "weights": entry.name, "model": entry.model,
-                          "input": f"{entry.input_size[0]}x{entry.input_size[1]}", "set": eval_set.name,
-                          "boxes": eval_set.boxes, **_metric_columns(metrics)})
-    for eval_set in sets:
-        if round_trips:
-            metrics = evaluate_on(None, eval_set, (256, 192), flip, batch_size)
-            lines.append({"what": "baseline: ground truth through the pipeline (round trip)", "weights": "-",
-                          "model": "-", "input": "256x192", "set": eval_set.name,
-                          "boxes": dataclasses.replace(eval_set, detections=None).boxes,
-                          **_metric_columns(metrics)})
-        for name in untrained:
-            metrics = evaluate_on(untrained_model(name).to(device), eval_set, (256, 192), flip, batch_size)
-            lines.append({"what": "baseline: untrained (random init)", "weights": "untrained", "model": name,
-                          "input": "256x192", "set": eval_set.name, "boxes": eval_set.boxes,
-                          **_metric_columns(metrics)})
-    return pd.DataFrame(lines)
+def measured_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """`evaluation_table`'s lines as notebook 03 shows them: first what each line is ("trained checkpoint" or a
+    labelled baseline), then set, boxes, weights, model, input and decoding, then the METRICS in percent, each
+    named "... measured"."""
+    what = table["weights"].map(lambda weights: BASELINES.get(weights, "trained checkpoint")).rename("what")
+    measured = pd.DataFrame({f"{name} measured": (100.0 * table[name].astype(float)).round(1) for name in METRICS})
+    return pd.concat([what, table.drop(columns=["parameters", *METRICS]), measured], axis=1)
 
 
 def printed_ap_frame(measured: pd.DataFrame | None = None) -> pd.DataFrame:
     """The AP columns of Tables 2 and 3 as printed, one line per printed row, with the best AP measured here on
-    COCO val2017 for the same model and input size (from `evaluate_all`'s table) where there is one."""
+    COCO val2017 for the same model and input size (from `measured_frame`'s table) where there is one."""
     coco = pd.DataFrame() if measured is None or measured.empty else \
         measured[(measured["set"] == "coco-val2017") & (measured["what"] == "trained checkpoint")]
     lines = []
@@ -206,7 +174,7 @@ def printed_ap_frame(measured: pd.DataFrame | None = None) -> pd.DataFrame:
         size = f"{row.input_size[0]}x{row.input_size[1]}"
         mine = coco[(coco["model"] == row.model) & (coco["input"] == size)] if not coco.empty else coco
         line = {"model": row.label, "input": size, "params printed (M)": (table2 or table3).params_m}
-        for name in TABLE_METRICS:
+        for name in METRICS:
             line[f"{name} printed, Table 2 (val2017)"] = getattr(table2, name.lower()) if table2 else np.nan
         line["AP printed, Table 3 (test-dev2017)"] = table3.ap if table3 else np.nan
         line["AP measured here (COCO val2017)"] = mine["AP measured"].max() if len(mine) else np.nan
@@ -244,6 +212,12 @@ def evaluation_reading(measured: pd.DataFrame, sets: Sequence[EvalSet]) -> str:
     if not any(s.name == "coco-val2017" for s in sets):
         lines.append("- No COCO val2017 here, so the column \"AP measured here (COCO val2017)\" is empty: APs on the "
                      "sample sets (a few COCO images, studio photos) are not comparable to the printed ones.")
+    detected = [s.name for s in sets if s.detections is not None]
+    if detected:
+        lines.append(f"- No {BASELINES[ROUND_TRIP]} on {', '.join(detected)}: a detector's box has no ground-truth "
+                     "person of its own to render, so it runs only on sets with ground-truth boxes. The same images "
+                     "with those give the ceiling: coco-sample-gt for coco-sample, COCO val2017 without "
+                     "coco_detections.")
     if trained.empty:
         lines.append("- No trained checkpoint was evaluated: the baselines bound what the pipeline can give, from "
                      "the untrained floor to the round-trip ceiling.")

@@ -1,12 +1,11 @@
 """Pictures of a pose estimate and of the weight maps inside a network: matplotlib figures and plain arrays.
 
 Every `*_figure` function returns a matplotlib `Figure` built without pyplot (no global figure registry, safe from
-several threads at once); `figure_to_array` and `figure_to_png` turn one into RGB pixels or PNG bytes. Images are RGB
-uint8 (H, W, 3); keypoints are (17, 2) pixels (x, y); heatmaps are (17, h, w); weights are in [0, 1].
+several threads at once); `figure_to_array` turns one into RGB pixels and `image_to_png` those into PNG bytes.
+Images are RGB uint8 (H, W, 3); keypoints are (17, 2) pixels (x, y); heatmaps are (17, h, w); weights are in [0, 1].
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 import cv2
@@ -38,13 +37,6 @@ def figure_to_array(figure: Figure) -> np.ndarray:
     canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
     canvas.draw()
     return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[:, :, :3])
-
-
-def figure_to_png(figure: Figure) -> bytes:
-    """Render a figure to PNG bytes."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def image_to_png(image: np.ndarray) -> bytes:

@@ -102,9 +102,12 @@ def verified_path(entry: WeightsEntry, directory: str | Path | None = None) -> P
 
 def load_weights(name: str, device: str | torch.device = "cpu", directory: str | Path | None = None) -> torch.nn.Module:
     """Build the model of manifest entry `name`, load its verified weights as float32, eval mode, on `device`."""
-    from model import build_model
+    from model import build_model, model_names
 
     entry = find_weights(name, directory)
+    if entry.model not in model_names():
+        raise WorkbenchError(f"manifest entry {name!r} names model {entry.model!r}, which this workbench does not "
+                             f"have (it has {', '.join(model_names())}): fix the entry's \"model\" or update the code")
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(verified_path(entry, directory)).items()}
     network = build_model(entry.model, input_size=entry.input_size)
     try:
@@ -115,6 +118,21 @@ def load_weights(name: str, device: str | torch.device = "cpu", directory: str |
             "the manifest names the wrong model: fix the entry or retrain"
         ) from None
     return network.eval().to(device)
+
+
+UNTRAINED_SEED = 0
+"""The seed of every "untrained" network the workbench shows (app, notebooks, evaluation baselines), so that the
+same random initialisation is compared everywhere."""
+
+
+def untrained_model(name: str, input_size: tuple[int, int] = (256, 192)) -> torch.nn.Module:
+    """Model `name` for `input_size` (H, W) with the seeded random initialisation (`UNTRAINED_SEED`), eval mode;
+    the global random state is left as it was."""
+    from model import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        return build_model(name, input_size=tuple(input_size)).eval()
 
 
 def save_weights(

@@ -7,7 +7,6 @@ them interleaved. Errors a user can cause raise WorkbenchError.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -18,15 +17,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model import run_with_probes
+from model import location_maps, run_with_probes
 from workbench import visualize
 from workbench.app.inputs import MAX_SIDE, LoadedImage
 from workbench.app.models import LoadedModel, ModelCache, default_weights, model_structure
 from workbench.data.transforms import to_tensor
 from workbench.errors import WorkbenchError
 from workbench.evaluation import Predictions, coco_results
+from workbench.files import write_atomic, write_json_atomic
 from workbench.gradcam import joint_gradcam
-from workbench.inference import PoseEstimate, estimate_pose
+from workbench.inference import PoseEstimate, estimate_pose, model_device
 from workbench.keypoints import JOINT_NAMES
 from workbench.latency import Timing, time_interleaved
 
@@ -59,7 +59,7 @@ def run_inspect(loaded: LoadedModel, image: LoadedImage, box: np.ndarray | None,
         start = time.perf_counter()
         estimate = estimate_pose(network, image.pixels, box, flip=flip)
         middle = time.perf_counter()
-        crop = to_tensor(estimate.crop)[None].to(next(network.parameters()).device)
+        crop = to_tensor(estimate.crop)[None].to(model_device(network))
         with torch.inference_mode():
             _, maps = run_with_probes(network, crop)
         end = time.perf_counter()
@@ -111,15 +111,9 @@ def status_text(result: InspectResult, device: torch.device) -> str:
     return "\n\n".join(lines)
 
 
-def location_maps(result: InspectResult, location: str) -> dict[str, np.ndarray]:
-    """The maps of one weighting function by kind ("channel", "spatial", "weights")."""
-    prefix = location + "/"
-    return {name[len(prefix):]: value for name, value in result.maps.items() if name.startswith(prefix)}
-
-
 def weight_maps_image(result: InspectResult, location: str | None) -> np.ndarray | None:
     """The weight-map figure (H, W, 3) of one weighting function of the inspected model, None if it has none."""
-    maps = location_maps(result, location) if location else {}
+    maps = location_maps(result.maps, location) if location else {}
     if not maps:
         return None
     splits = model_structure(result.model_key[0]).splits.get(location)
@@ -174,17 +168,16 @@ def inspect_outputs(result: InspectResult, cache: ModelCache, location: str | No
     merged = visualize.figure_to_array(visualize.merged_heatmaps_figure(estimate.crop, estimate.heatmaps))
     weight_maps = weight_maps_image(result, location)
     gradcam = gradcam_image(result, cache, joint, layer)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "keypoints.json").write_text(json.dumps(keypoints_json(result), indent=1))
-    np.save(folder / "heatmaps.npy", estimate.heatmaps.astype(np.float32))
-    files = [folder / "keypoints.json", folder / "heatmaps.npy"]
+    files = [write_json_atomic(folder / "keypoints.json", keypoints_json(result), indent=1),
+             write_atomic(folder / "heatmaps.npy",
+                          lambda temporary: np.save(temporary, estimate.heatmaps.astype(np.float32)))]
     pictures = {"skeleton": skeleton, "heatmaps": grid, "heatmaps-over-crop": merged,
                 f"weights-{_slug(location or '')}": weight_maps,
                 f"gradcam-{_slug(joint)}-{_slug(layer or '')}": gradcam}
     for name, picture in pictures.items():
         if picture is not None:
-            files.append(folder / f"{name}.png")
-            files[-1].write_bytes(visualize.image_to_png(picture))
+            png = visualize.image_to_png(picture)
+            files.append(write_atomic(folder / f"{name}.png", lambda temporary, png=png: temporary.write_bytes(png)))
     return InspectOutputs(status_text(result, cache.device), skeleton, keypoint_table(result), grid, merged,
                           weight_maps, gradcam, [str(path) for path in files])
 
@@ -198,7 +191,7 @@ def forward_latencies(models: list[LoadedModel], images: torch.Tensor,
                       repeats: int = LATENCY_REPEATS) -> list[Timing]:
     """Wall time of one forward pass of each model on `images` (1, 3, H, W), timed interleaved (one call of each
     per round, see `workbench.latency`) after one warm-up call each; CUDA work is synchronised before each reading."""
-    device = next(models[0].network.parameters()).device
+    device = model_device(models[0].network)
     images = images.to(device)
     calls = {str(index): partial(_locked_forward, loaded, images) for index, loaded in enumerate(models)}
     timings = time_interleaved(calls, repeats=repeats, warmup=1,

@@ -19,23 +19,11 @@ from model import build_model, model_names, weight_map_modules
 from workbench.checkpoints import load_model
 from workbench.errors import WorkbenchError
 from workbench.gradcam import gradcam_layers
-from workbench.weights import available_weights, load_weights
+from workbench.weights import available_weights, load_weights, untrained_model
 
 UNTRAINED = "untrained (random init)"
 CHECKPOINT = "checkpoint file (upload)"
-UNTRAINED_SEED = 0
 DEFAULT_INPUT_SIZE = (256, 192)
-
-
-def resolve_device(choice: str) -> torch.device:
-    """"cpu", "cuda" or "auto" (CUDA when present) -> a device; WorkbenchError for CUDA without a GPU."""
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise WorkbenchError("--device cuda, but PyTorch sees no CUDA GPU. Use --device cpu or auto.")
-    if choice not in ("cpu", "cuda"):
-        raise WorkbenchError(f"unknown device {choice!r}. Use cpu, cuda or auto.")
-    return torch.device(choice)
 
 
 def weight_choices(name: str) -> list[tuple[str, str]]:
@@ -85,13 +73,6 @@ class LoadedModel:
         return f"{self.name} · {self.weights_label}"
 
 
-def _untrained(name: str) -> nn.Module:
-    """Model `name` at 256x192 with the seeded random initialisation, leaving the global RNG as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(UNTRAINED_SEED)
-        return build_model(name, input_size=DEFAULT_INPUT_SIZE)
-
-
 class ModelCache:
     """Built models by (name, weights, checkpoint file, device), at most `capacity`, least recently used dropped."""
 
@@ -124,7 +105,7 @@ class ModelCache:
 
     def _load(self, name: str, weights: str, checkpoint: str | Path | None) -> LoadedModel:
         if weights == UNTRAINED:
-            return LoadedModel(_untrained(name).eval().to(self.device), name, UNTRAINED)
+            return LoadedModel(untrained_model(name, DEFAULT_INPUT_SIZE).to(self.device), name, UNTRAINED)
         if weights == CHECKPOINT:
             network = load_model(name, checkpoint, DEFAULT_INPUT_SIZE)
             return LoadedModel(network.to(self.device), name, CHECKPOINT, str(checkpoint))

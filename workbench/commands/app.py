@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from workbench.commands import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("app", help="launch the Gradio workbench app (upload, inspect, compare)")
@@ -11,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where the models run (default: auto, CUDA when present)")
-    parser.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice)")
-    parser.add_argument("--concurrency", type=int, default=2,
+    parser.add_argument("--threads", type=positive_int, default=None, help="PyTorch CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--concurrency", type=positive_int, default=2,
                         help="requests processed at once per event; more wait in the queue (default: 2)")
     parser.set_defaults(func=run)
 
@@ -24,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     from workbench.app.callbacks import Workbench
     from workbench.app.layout import build_app
-    from workbench.app.models import ModelCache, resolve_device
+    from workbench.app.models import ModelCache
+    from workbench.devices import resolve_device
     from workbench.errors import WorkbenchError
 
     if args.threads:

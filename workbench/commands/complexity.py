@@ -12,6 +12,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from workbench.commands import positive_int
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -28,13 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", nargs="+", help="model names (default: every model of model.model_names())")
     parser.add_argument("--sizes", nargs="+", type=_size, default=[(256, 192), (384, 288)], metavar="HxW",
                         help="input sizes, height x width in pixels (multiples of 32)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch and ONNX Runtime")
-    parser.add_argument("--repeats", type=int, default=30, help="timed rounds per model (each backend once a round)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch and ONNX Runtime")
+    parser.add_argument("--repeats", type=positive_int, default=30, help="timed rounds per model (each backend once a round)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per backend before timing")
     parser.add_argument("--budget", type=float, default=30.0,
                         help="seconds of latency rounds per model and size before stopping early (at least 5 rounds)")
-    parser.add_argument("--throughput-batch", type=int, default=32, help="batch size of the throughput measurement")
-    parser.add_argument("--throughput-repeats", type=int, default=5, help="timed rounds of the throughput measurement")
+    parser.add_argument("--throughput-batch", type=positive_int, default=32, help="batch size of the throughput measurement")
+    parser.add_argument("--throughput-repeats", type=positive_int, default=5, help="timed rounds of the throughput measurement")
     parser.add_argument("--fast-variants", nargs="+", default=["jit", "jit_channels_last"],
                         choices=["jit", "jit_channels_last", "compile"],
                         help="fast PyTorch paths to try; the fastest is reported ('compile' takes minutes per model)")
@@ -63,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
     bad = [f"{h}x{w}" for h, w in args.sizes if h <= 0 or w <= 0 or h % 32 or w % 32]
     if bad:
         raise WorkbenchError(f"input size(s) {', '.join(bad)} are not positive multiples of 32. Use e.g. 256x192.")
-    if min(args.threads, args.repeats, args.throughput_batch, args.throughput_repeats) < 1:
-        raise WorkbenchError("--threads, --repeats, --throughput-batch and --throughput-repeats must be at least 1.")
     measured = load_measured_ap([str(p) for p in args.metrics])
     if args.counts_only:
         settings = None

@@ -11,6 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+WORKERS = 2
+"""DataLoader workers of a single-file evaluation when --workers is not given."""
+THRESHOLDS = {"score_threshold": 0.0, "vis_threshold": 0.2, "oks_threshold": 0.9}
+"""Defaults of the threshold options: the values `--manifest` evaluates with (its sets keep every detection)."""
+SINGLE_FILE_OPTIONS = ("annotations", "images", "detections", "input_size", "mean", "std", "checkpoint", "workers")
+"""Options (default None) of a single-file evaluation that `--manifest`, evaluating its own sets, would ignore."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -39,19 +46,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                   "coco-sample)")
     parser.add_argument("--detections", type=Path, help="person boxes in COCO results format (default: the "
                                                         "ground-truth boxes)")
-    parser.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection box score")
+    parser.add_argument("--score-threshold", type=float, default=THRESHOLDS["score_threshold"],
+                        help="minimum detection box score")
     parser.add_argument("--enclose-keypoints", action="store_true",
                         help="grow ground-truth boxes to contain their labelled keypoints (for carelessly drawn "
                              "boxes; departs from the standard protocol)")
-    parser.add_argument("--vis-threshold", type=float, default=0.2,
+    parser.add_argument("--vis-threshold", type=float, default=THRESHOLDS["vis_threshold"],
                         help="joint scores above this count in rescoring (box score x mean joint score)")
-    parser.add_argument("--oks-threshold", type=float, default=0.9, help="OKS NMS threshold (1 disables)")
+    parser.add_argument("--oks-threshold", type=float, default=THRESHOLDS["oks_threshold"],
+                        help="OKS NMS threshold (1 disables)")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="skip the flip test")
     parser.add_argument("--decode", choices=("standard", "dark"), default="standard",
                         help="heatmap decoding: quarter-pixel offset, or DARK refinement (--manifest reports both)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
-    parser.add_argument("--device", default="auto", help="torch device for --model (auto: cuda if available)")
+    parser.add_argument("--workers", type=int, help=f"DataLoader worker processes, {WORKERS} when not given (not "
+                                                    "with --manifest)")
+    parser.add_argument("--device", default="auto", help="torch device for --model and --manifest: cpu, cuda, cuda:N "
+                                                         "or auto (cuda if available)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is often "
                                                     "much faster on a busy machine)")
     parser.add_argument("--output", type=Path, help="output folder (default: reports/evaluate/<model>_<set>)")
@@ -66,17 +77,45 @@ def image_set_name(annotations: Path) -> str:
     return stem.replace("_", "-")
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, with one WorkbenchError each, counts that cannot work and options that the chosen mode would
+    ignore."""
+    from workbench.errors import WorkbenchError
+
+    for option, value, least in (("--batch-size", args.batch_size, 1), ("--threads", args.threads, 1),
+                                 ("--workers", args.workers, 0)):
+        if value is not None and value < least:
+            raise WorkbenchError(f"{option} is {value}: give a whole number of at least {least}.")
+    if args.manifest is None and args.sets:
+        raise WorkbenchError("--sets names the sets of --manifest: add --manifest, or drop --sets and pass "
+                             "--annotations and --images.")
+    if args.manifest is not None:
+        ignored = [name for name in SINGLE_FILE_OPTIONS if getattr(args, name) is not None]
+        ignored += ["enclose_keypoints"] * args.enclose_keypoints
+        ignored += [name for name, default in THRESHOLDS.items() if getattr(args, name) != default]
+        if ignored:
+            options = ", ".join("--" + name.replace("_", "-") for name in ignored)
+            raise WorkbenchError(f"--manifest evaluates each weights entry on the sets of --sets, with their own "
+                                 "images and boxes, the entry's input size and the default normalisation, loading "
+                                 f"and thresholds, so it does not take {options}: drop "
+                                 f"{'it' if len(ignored) == 1 else 'them'}, or drop --manifest to evaluate one model "
+                                 "on one annotation file.")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from workbench.checkpoints import OnnxModel, load_model
     from workbench.data import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints
+    from workbench.devices import resolve_device
     from workbench.errors import WorkbenchError
-    from workbench.evaluation import coco_results, evaluate_keypoints, format_metrics, has_keypoint_annotations, \
-        predict_dataset, round_trip
+    from workbench.evaluation import dataset_metrics, dataset_results, format_metrics, has_keypoint_annotations
     from workbench.files import write_json_atomic
     from workbench.paths import reports_dir
 
+    check_options(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.manifest is not None:
         return run_manifest(args)
     if args.annotations is None or args.images is None:
@@ -87,8 +126,6 @@ def run(args: argparse.Namespace) -> int:
     if args.round_trip and args.detections:
         raise WorkbenchError("--round-trip renders the ground truth, so it needs ground-truth boxes: drop "
                              "--detections.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     input_size = tuple(args.input_size) if args.input_size else (256, 192)
     model = None
     if args.onnx:
@@ -98,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
                                  f"{input_size[0]}x{input_size[1]}: drop --input-size or re-export.")
         input_size, label = model.input_size, args.onnx.stem
     elif args.model:
-        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                              "cpu" if args.device == "auto" else args.device)
+        device = resolve_device(args.device)
         model, label = load_model(args.model, args.checkpoint, input_size).to(device), args.model
     else:
         label = "round-trip"
@@ -109,23 +145,17 @@ def run(args: argparse.Namespace) -> int:
                             with_targets=args.round_trip,
                             mean=args.mean or IMAGENET_MEAN, std=args.std or IMAGENET_STD)
     print(dataset.summary())
-    options = dict(flip=args.flip, decode=args.decode, batch_size=args.batch_size, workers=args.workers,
-                   progress=True)
-    predictions = round_trip(dataset, **options) if model is None else predict_dataset(model, dataset, **options)
+    predictions, results = dataset_results(
+        model, dataset, flip=args.flip, decode=args.decode, batch_size=args.batch_size,
+        workers=WORKERS if args.workers is None else args.workers, progress=True, vis_threshold=args.vis_threshold,
+        oks_threshold=args.oks_threshold)
     for image_id, message in predictions.unreadable.items():
         print(f"warning: skipped image {image_id}: {message}")
-    results = coco_results(predictions, category_id=dataset.category_id, vis_threshold=args.vis_threshold,
-                           oks_threshold=args.oks_threshold)
     image_set = image_set_name(args.annotations)
     output = args.output or reports_dir() / "evaluate" / f"{label}_{image_set}"
     results_path = write_json_atomic(output / f"person_keypoints_{image_set}_{label}_results.json", results)
     if has_keypoint_annotations(dataset.coco):
-        evaluated = [i for i in dataset.images if i not in predictions.unreadable]
-        metrics = evaluate_keypoints(dataset.coco, results, evaluated)
-        if predictions.unreadable:
-            note = (f"metrics cover {len(evaluated)} of {len(dataset.images)} images: "
-                    f"{len(predictions.unreadable)} could not be read")
-            metrics["message"] = "; ".join(filter(None, [metrics.get("message"), note]))
+        metrics = dataset_metrics(dataset, predictions, results)
         print(format_metrics(metrics))
     else:
         metrics = {"message": f"{args.annotations.name} has no ground-truth keypoints: results written for "
@@ -149,25 +179,21 @@ def run(args: argparse.Namespace) -> int:
 
 def run_manifest(args: argparse.Namespace) -> int:
     """Evaluate the manifest's weights (all, or `args.manifest`'s names) on `args.sets` and write the report."""
-    import torch
-
+    from workbench.devices import resolve_device
     from workbench.errors import WorkbenchError
     from workbench.evaluation_report import REPORT_SETS, evaluation_table, write_evaluation_report
     from workbench.evaluation_sets import evaluation_sets
     from workbench.paths import reports_dir
     from workbench.weights import find_weights, read_manifest
 
+    device = resolve_device(args.device)
     entries = [find_weights(name) for name in args.manifest] if args.manifest else read_manifest()
     if not entries:
         raise WorkbenchError("the weights manifest has no entries yet: train a model (`python -m workbench train`) "
                              "and publish it (`python -m workbench weights publish RUN`) first.")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
-        "cpu" if args.device == "auto" else args.device
     table = evaluation_table(entries, evaluation_sets(args.sets or REPORT_SETS), flip=args.flip,
                              batch_size=args.batch_size, device=device)
-    for path in write_evaluation_report(table, entries, args.output or reports_dir(), args.command_line):
+    for path in write_evaluation_report(table, entries, args.output or reports_dir(), args.command_line, args.flip):
         print(f"wrote {path}")
     print(table.to_string(index=False))
     return 0

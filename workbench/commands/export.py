@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workbench.commands import positive_int
 from workbench.commands.complexity import _size
 
 
@@ -18,14 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[0].split(": ", 1)[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("model", help="model name (one of model.model_names())")
     parser.add_argument("--size", type=_size, default=(256, 192), metavar="HxW", help="input height x width")
-    parser.add_argument("--batch", type=int, default=1, help="batch size of the graph (static)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="batch size of the graph (static)")
     parser.add_argument("--checkpoint", type=Path, help="state dict to export (default: untrained, see above)")
     parser.add_argument("--output", type=Path, help="ONNX file (default: <reports>/onnx/<model>_<H>x<W>_b<N>.onnx)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="write the exporter's graph without the project's graph rewrites")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted max abs difference")
-    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads for the timing")
-    parser.add_argument("--repeats", type=int, default=20, help="timed ONNX Runtime runs (after 3 warm-up runs)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="ONNX Runtime intra-op threads for the timing")
+    parser.add_argument("--repeats", type=positive_int, default=20, help="timed ONNX Runtime runs (after 3 warm-up runs)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the kernels: time and count per operator type, printed and written as "
                              "<output>.operators.csv")
@@ -47,9 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.model not in model_names():
         raise WorkbenchError(f"unknown model {args.model!r}. Choose one of: {', '.join(model_names())}.")
     height, width = args.size
-    if height <= 0 or width <= 0 or height % 32 or width % 32 or args.batch < 1:
-        raise WorkbenchError(f"size {height}x{width} and batch {args.batch} must be positive, the size in multiples "
-                             "of 32 (e.g. 256x192).")
+    if height <= 0 or width <= 0 or height % 32 or width % 32:
+        raise WorkbenchError(f"size {height}x{width} is not a positive multiple of 32: use e.g. 256x192.")
     if args.checkpoint:
         network = load_model(args.model, args.checkpoint, args.size)
     else:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workbench.commands import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("weights", help="list the trained weights, or publish a finished training run",
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                  "schedule, chosen without looking at validation)")
     publish.add_argument("--tolerance", type=float, default=1e-3,
                          help="largest validation AP change that float16 storage may cause (else float32)")
-    publish.add_argument("--threads", type=int, help="CPU threads for torch")
+    publish.add_argument("--threads", type=positive_int, help="CPU threads for torch")
     publish.set_defaults(func=run_publish)
 
 

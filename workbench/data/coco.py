@@ -65,6 +65,11 @@ def read_json(path: str | Path, what: str) -> Any:
             return json.load(handle)
     except FileNotFoundError:
         raise WorkbenchError(f"{what} not found: {path}. Check the path.") from None
+    except IsADirectoryError:
+        raise WorkbenchError(f"{what} {path} is a folder: pass the JSON file inside it.") from None
+    except OSError as error:
+        raise WorkbenchError(f"{what} {path} cannot be read ({error.strerror}). Check the path and its "
+                             "permissions.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise WorkbenchError(f"{what} {path} is not valid JSON ({error}). Re-download or re-export it.") from None
 

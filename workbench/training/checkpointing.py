@@ -82,7 +82,7 @@ def load_checkpoint(path: str | Path, config: Config | None = None) -> dict[str,
     return state
 
 
-def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+def load_model_state(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
     """Load a checkpoint's model weights, refusing a mismatch with one message instead of a long traceback."""
     try:
         model.load_state_dict(state_dict)

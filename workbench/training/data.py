@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from workbench.data import Augmentation, CocoKeypoints
 from workbench.training.config import Config, data_path
-from workbench.training.interrupt import ignore_stop_signals
+from workbench.training.interrupt import ignore_interrupts
 
 
 def build_datasets(config: Config) -> tuple[CocoKeypoints, CocoKeypoints | None]:
@@ -94,11 +94,11 @@ def build_train_loader(dataset: CocoKeypoints, batch_size: int, workers: int, *,
                        rank: int = 0, seed: int = 0, pin_memory: bool = False) -> DataLoader:
     """A DataLoader over `dataset` with a ResumableSampler (as `loader.sampler`); drops the last partial batch.
 
-    With workers > 0 the workers persist across epochs, prefetch 4 batches each and ignore stop signals (the main
-    process handles them); `pin_memory` for CUDA.
+    With workers > 0 the workers persist across epochs, prefetch 4 batches each and ignore Ctrl-C (the main process
+    handles it); `pin_memory` for CUDA.
     """
     sampler = ResumableSampler(len(dataset), num_replicas, rank, seed)
     return DataLoader(EpochIndexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate_training, pin_memory=pin_memory, drop_last=True,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-                      worker_init_fn=ignore_stop_signals, generator=torch.Generator().manual_seed(seed))
+                      worker_init_fn=ignore_interrupts, generator=torch.Generator().manual_seed(seed))

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from workbench.errors import WorkbenchError
+from workbench.devices import resolve_device
 
 TIMEOUT = timedelta(hours=2)
 """How long a process waits for the others, e.g. while rank 0 validates (a full COCO val run takes minutes)."""
@@ -57,12 +57,8 @@ def setup(device: str = "auto") -> Processes:
     this process's device: `device` "auto" is cuda:<local rank> when CUDA is present, else the CPU."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    chosen = torch.device(device)
+    chosen = resolve_device(device, "train.device")
     if chosen.type == "cuda":
-        if not torch.cuda.is_available():
-            raise WorkbenchError(f"train.device is {device!r} but CUDA is not available: use train.device=cpu.")
         chosen = torch.device("cuda", local_rank if chosen.index is None else chosen.index)
         torch.cuda.set_device(chosen)
     if world_size > 1 and not dist.is_initialized():

@@ -33,8 +33,9 @@ class StopRequests:
             signal.signal(number, handler)
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: workers ignore SIGINT and SIGTERM, so that a stop sent to the whole process
-    group (Ctrl-C, `pkill -f`) reaches only the main process, which finishes the step, saves and stops its workers."""
-    for number in StopRequests.SIGNALS:
-        signal.signal(number, signal.SIG_IGN)
+def ignore_interrupts(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: workers ignore SIGINT, so that Ctrl-C (sent to the whole foreground process
+    group) reaches only the main process, which finishes the step, saves and stops its workers. SIGTERM keeps its
+    default: the DataLoader and multiprocessing end their workers with it, so stop a run with SIGTERM to the main
+    process (`kill PID`), not to every process of the run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

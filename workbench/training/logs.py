@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.files import write_atomic, write_text_atomic
 
 
 def append_record(path: str | Path, record: dict[str, Any]) -> None:
@@ -32,6 +33,9 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             raise WorkbenchError(f"{path} line {number} is not JSON. Remove the damaged line.") from None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise WorkbenchError(f"{path} line {number} is not an epoch record (no whole-number \"epoch\"). "
+                                 "Remove the line.")
         by_epoch[record["epoch"]] = record
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
@@ -41,7 +45,7 @@ def truncate_log(path: str | Path, last_epoch: int) -> None:
     path = Path(path)
     if path.is_file():
         kept = [r for r in read_log(path) if r["epoch"] <= last_epoch]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def plot_training(log: str | Path, output: str | Path, title: str | None = None) -> Path:
@@ -72,13 +76,10 @@ def plot_training(log: str | Path, output: str | Path, title: str | None = None)
     for axis in (loss_axis, ap_axis):
         axis.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(title or Path(log).parent.name)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.stem}.{os.getpid()}.tmp.png")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, output)
-    return output
+    try:
+        return write_atomic(output, lambda temporary: figure.savefig(temporary, dpi=100))
+    finally:
+        plt.close(figure)
 
 
 class TensorBoard:

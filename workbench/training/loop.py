@@ -23,8 +23,10 @@ from tqdm import tqdm
 
 from workbench.data import CocoKeypoints
 from workbench.errors import WorkbenchError
+from workbench.files import write_text_atomic
 from workbench.training import distributed
-from workbench.training.checkpointing import capture_rng, load_checkpoint, load_weights, restore_rng, save_checkpoint
+from workbench.training.checkpointing import capture_rng, load_checkpoint, load_model_state, restore_rng, \
+    save_checkpoint
 from workbench.training.config import Config, changed_settings, dump
 from workbench.training.data import build_datasets, build_train_loader
 from workbench.training.interrupt import StopRequests
@@ -106,17 +108,16 @@ def train_step(model: nn.Module, batch: dict[str, Any], criterion: nn.Module, op
 
 
 def validate(model: nn.Module, dataset: CocoKeypoints, config: Config, progress: bool) -> dict[str, Any]:
-    """COCO keypoint metrics of `model` on the validation set (ground-truth boxes, flip test as configured)."""
-    from workbench.evaluation import coco_results, evaluate_keypoints, predict_dataset
+    """COCO keypoint metrics of `model` on the validation set (ground-truth boxes, flip test as configured), over
+    the images `workbench.evaluation.dataset_metrics` counts."""
+    from workbench.evaluation import evaluate_dataset
 
     model.eval()
     settings = config["validation"]
-    predictions = predict_dataset(model, dataset, flip=settings["flip"], batch_size=settings["batch_size"],
-                                  workers=config["data"]["workers"], progress=progress)
-    results = coco_results(predictions, category_id=dataset.category_id)
-    image_ids = sorted({i.image_id for i in dataset.instances} - set(predictions.unreadable))
+    metrics = evaluate_dataset(model, dataset, flip=settings["flip"], batch_size=settings["batch_size"],
+                               workers=config["data"]["workers"], progress=progress)
     model.train()
-    return evaluate_keypoints(dataset.coco, results, image_ids)
+    return metrics
 
 
 def build_network(config: Config, load_backbone: bool) -> nn.Module:
@@ -199,7 +200,7 @@ def _train(config: Config, output: Path, resume: Path | None, processes: distrib
     position = Position()
     if state is not None:
         _check_same_batches(state, settings["batch_size"], processes.world_size, resume)
-        load_weights(model, state["model"], resume)
+        load_model_state(model, state["model"], resume)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state["scaler"]:
@@ -221,7 +222,7 @@ def _train(config: Config, output: Path, resume: Path | None, processes: distrib
     board = TensorBoard(output / "tensorboard", main and config["output"]["tensorboard"])
     if main:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "config.yaml").write_text(dump(config))
+        write_text_atomic(output / "config.yaml", dump(config))
         truncate_log(output / LOG, position.epoch)
     progress = main and config["output"]["progress"]
     stopped_by = None
