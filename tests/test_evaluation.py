@@ -18,7 +18,7 @@ from workbench.cli import main
 from workbench.data import CocoKeypoints
 from workbench.errors import WorkbenchError
 from workbench.evaluation import EMPTY_RESULTS_MESSAGE, METRIC_NAMES, coco_results, evaluate_dataset, \
-    evaluate_keypoints, format_metrics, has_keypoint_annotations, predict_dataset, round_trip
+    evaluate_keypoints, format_metrics, has_keypoint_annotations, paired_bootstrap, predict_dataset, round_trip
 from workbench.evaluation_report import METRICS, ROUND_TRIP, evaluation_figure, markdown_report
 from workbench.inference import oks_to_many
 from workbench.paths import REPO_ROOT
@@ -239,6 +239,7 @@ def test_evaluate_command_explains_user_errors(data_root, tmp_path, capsys, argu
       "--device", "tpu"], "unknown device 'tpu' for --device. Use cpu, cuda, cuda:N or auto."),
     (["--manifest", "--device", "gpu"], "unknown device 'gpu' for --device"),
     (["--manifest", "--model", "lite_csw_hrnet"], "argument --model: not allowed with argument --manifest"),
+    (["--manifest", "only_one", "--paired"], "--paired compares two weights entries: pass --manifest FIRST SECOND"),
 ])
 def test_evaluate_command_refuses_options_it_would_ignore_or_cannot_use(capsys, arguments, message):
     assert _evaluate(*arguments) == 2
@@ -282,3 +283,35 @@ def test_evaluate_command_with_a_checkpoint_in_a_fresh_process(data_root, tmp_pa
     assert finished.returncode == 0, finished.stderr
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["settings"]["model"] == "lite_csw_hrnet" and metrics["results"] <= 12
+
+
+# paired comparison
+
+def test_paired_bootstrap_is_zero_for_equal_results_and_sees_a_real_gap(data_root):
+    dataset = CocoKeypoints(*_fashion_val(data_root), enclose_keypoints=True, with_targets=True)
+    keep_first(dataset, 40)
+    exact = coco_results(round_trip(dataset, flip=False), category_id=dataset.category_id)
+    generator = np.random.default_rng(0)
+    shaken = [{**result, "keypoints": [value + (generator.normal(0.0, 6.0) if index % 3 != 2 else 0.0)
+                                       for index, value in enumerate(result["keypoints"])]} for result in exact]
+    images = list(dataset.images)
+    same = paired_bootstrap(dataset.coco, exact, exact, images, rounds=50)
+    assert same.difference == same.low == same.high == 0.0 and same.above_zero == 0.0
+    gap = paired_bootstrap(dataset.coco, exact, shaken, images, rounds=200)
+    assert gap.ap_first == pytest.approx(evaluate_keypoints(dataset.coco, exact, images)["AP"])
+    assert gap.ap_second == pytest.approx(evaluate_keypoints(dataset.coco, shaken, images)["AP"])
+    assert 0.0 < gap.low < gap.difference < gap.high and gap.above_zero == 1.0 and gap.images == len(images)
+
+
+def test_evaluate_paired_writes_the_comparison_of_two_entries(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path / "weights"))
+    for name, model in (("csw_test", "lite_csw_hrnet"), ("lite18_test", "lite_hrnet_18")):
+        save_weights(untrained_model(model), name, run={"data": "none", "epochs": 0}, metrics={})
+    assert _evaluate("--manifest", "csw_test", "lite18_test", "--paired", "--sets", "coco-sample-gt", "--no-flip",
+                     "--rounds", "20", "--output", tmp_path / "report") == 0
+    rows = pd.read_csv(tmp_path / "report" / "paired_csw_test_vs_lite18_test.csv")
+    assert rows[["set", "first", "second", "rounds"]].values.tolist() == [["coco-sample-gt", "csw_test",
+                                                                             "lite18_test", 20]]
+    assert rows["low"].iloc[0] <= rows["difference"].iloc[0] <= rows["high"].iloc[0]
+    text = (tmp_path / "report" / "paired_csw_test_vs_lite18_test.md").read_text()
+    assert "paired bootstrap over images" in text and "without the flip test" in text and "95% interval" in text

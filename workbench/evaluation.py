@@ -152,6 +152,18 @@ def evaluate_keypoints(coco: dict, results: list[dict[str, Any]],
                              "needs keypoints, num_keypoints and area). For test-dev, submit the results file instead.")
     if not results:
         return {**{name: 0.0 for name in METRIC_NAMES}, "per_joint": {}, "message": EMPTY_RESULTS_MESSAGE}
+    evaluator = _matched(coco, results, image_ids)
+    _quietly(evaluator.accumulate)
+    _quietly(evaluator.summarize)
+    metrics: dict[str, Any] = {name: (None if value < 0 else float(value))
+                               for name, value in zip(METRIC_NAMES, evaluator.stats)}
+    metrics["per_joint"] = per_joint_statistics(evaluator)
+    return metrics
+
+
+def _matched(coco: dict, results: list[dict[str, Any]], image_ids: list[int] | None) -> COCOeval:
+    """A keypoint COCOeval of `results` (non-empty) against `coco` over `image_ids` (default all), matched per
+    image (`evaluate`), not yet accumulated."""
     ground_truth = COCO()
     ground_truth.dataset = coco
     _quietly(ground_truth.createIndex)
@@ -160,12 +172,60 @@ def evaluate_keypoints(coco: dict, results: list[dict[str, Any]],
     if image_ids is not None:
         evaluator.params.imgIds = sorted(image_ids)
     _quietly(evaluator.evaluate)
+    return evaluator
+
+
+def _resampled_ap(evaluator: COCOeval, matches: list, picks: np.ndarray) -> float:
+    """AP (OKS 0.50:0.95, all areas, 20 detections) of `evaluator` with its images replaced by the images at
+    positions `picks` (I,) of its image list, duplicates allowed: COCOeval's per-image matches are reused."""
+    images = len(evaluator.params.imgIds)
+    blocks = len(matches) // images
+    evaluator.evalImgs = [matches[block * images + pick] for block in range(blocks) for pick in picks]
     _quietly(evaluator.accumulate)
-    _quietly(evaluator.summarize)
-    metrics: dict[str, Any] = {name: (None if value < 0 else float(value))
-                               for name, value in zip(METRIC_NAMES, evaluator.stats)}
-    metrics["per_joint"] = per_joint_statistics(evaluator)
-    return metrics
+    precision = evaluator.eval["precision"][:, :, :, 0, -1]
+    valid = precision[precision > -1]
+    return float(valid.mean()) if valid.size else 0.0
+
+
+@dataclass(frozen=True)
+class PairedBootstrap:
+    """AP of two result sets on the same images, their difference (first minus second), its bootstrap
+    percentile interval at `confidence`, and the share of resamples where the difference is above zero."""
+
+    ap_first: float
+    ap_second: float
+    difference: float
+    low: float
+    high: float
+    above_zero: float
+    images: int
+    rounds: int
+    confidence: float
+
+
+def paired_bootstrap(coco: dict, first: list[dict[str, Any]], second: list[dict[str, Any]],
+                     image_ids: list[int], rounds: int = 2000, confidence: float = 0.95,
+                     seed: int = 0) -> PairedBootstrap:
+    """Paired bootstrap over images of the AP difference between two models' COCO results on the same images:
+    every round draws len(image_ids) images with replacement and scores both models on that same draw (COCOeval's
+    per-image matches, computed once, are re-accumulated), so the interval reflects which images the set happens
+    to hold, not the randomness of training."""
+    if not first or not second:
+        raise WorkbenchError("paired_bootstrap needs results of both models: one of them predicted nothing.")
+    evaluators = [_matched(coco, results, image_ids) for results in (first, second)]
+    matches = [list(evaluator.evalImgs) for evaluator in evaluators]
+    every = np.arange(len(evaluators[0].params.imgIds))
+    full = [_resampled_ap(evaluator, found, every) for evaluator, found in zip(evaluators, matches)]
+    generator = np.random.default_rng(seed)
+    differences = np.empty(rounds)
+    for round_index in range(rounds):
+        picks = generator.integers(0, every.size, every.size)
+        differences[round_index] = (_resampled_ap(evaluators[0], matches[0], picks)
+                                    - _resampled_ap(evaluators[1], matches[1], picks))
+    tail = (1.0 - confidence) / 2
+    low, high = np.quantile(differences, [tail, 1.0 - tail])
+    return PairedBootstrap(full[0], full[1], full[0] - full[1], float(low), float(high),
+                           float((differences > 0).mean()), int(every.size), rounds, confidence)
 
 
 def dataset_results(model: Model | None, dataset: CocoKeypoints, *, flip: bool = True, decode: str = "standard",

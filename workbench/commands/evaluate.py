@@ -5,11 +5,15 @@ Writes, into --output (default: reports/evaluate/<model>_<image set>/), the resu
 Without ground-truth keypoints (test-dev2017 image info) only the results file is written, for submission.
 With --manifest, evaluates the project's trained weights (all, or the named entries) on the standard sets and
 writes the evaluation report into --output (default: reports/): evaluation.md, .csv, .png and training_curves.png.
+With --manifest FIRST SECOND --paired, compares the two entries on the same images instead: their AP difference with a
+paired bootstrap interval over images, in paired_<FIRST>_vs_<SECOND>.md and .csv.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from workbench.commands import positive_int
 
 WORKERS = 2
 """DataLoader workers of a single-file evaluation when --workers is not given."""
@@ -32,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--round-trip", action="store_true",
                         help="evaluate the ground truth rendered as target heatmaps instead of a model: checks the "
                              "annotations and the pipeline (expect AP near 1); needs ground-truth boxes")
+    parser.add_argument("--paired", action="store_true",
+                        help="with --manifest FIRST SECOND: the AP difference of the two on the same images, with a "
+                             "paired bootstrap interval (sets default: fashion-pose-val-annotated fashion-pose-val)")
+    parser.add_argument("--rounds", type=positive_int, default=1000, help="bootstrap rounds of --paired")
     parser.add_argument("--checkpoint", type=Path, help="state dict of --model")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="network input size (default: 256 192, or the ONNX graph's)")
@@ -86,6 +94,9 @@ def check_options(args: argparse.Namespace) -> None:
                                  ("--workers", args.workers, 0)):
         if value is not None and value < least:
             raise WorkbenchError(f"{option} is {value}: give a whole number of at least {least}.")
+    if args.paired and (args.manifest is None or len(args.manifest) != 2):
+        raise WorkbenchError("--paired compares two weights entries: pass --manifest FIRST SECOND --paired (see "
+                             "`python -m workbench weights list`).")
     if args.manifest is None and args.sets:
         raise WorkbenchError("--sets names the sets of --manifest: add --manifest, or drop --sets and pass "
                              "--annotations and --images.")
@@ -187,6 +198,8 @@ def run_manifest(args: argparse.Namespace) -> int:
     from workbench.weights import find_weights, read_manifest
 
     device = resolve_device(args.device)
+    if args.paired:
+        return run_paired(args, device)
     entries = [find_weights(name) for name in args.manifest] if args.manifest else read_manifest()
     if not entries:
         raise WorkbenchError("the weights manifest has no entries yet: train a model (`python -m workbench train`) "
@@ -194,6 +207,22 @@ def run_manifest(args: argparse.Namespace) -> int:
     table = evaluation_table(entries, evaluation_sets(args.sets or REPORT_SETS), flip=args.flip,
                              batch_size=args.batch_size, device=device)
     for path in write_evaluation_report(table, entries, args.output or reports_dir(), args.command_line, args.flip):
+        print(f"wrote {path}")
+    print(table.to_string(index=False))
+    return 0
+
+
+def run_paired(args: argparse.Namespace, device) -> int:
+    """Compare the two entries of `args.manifest` on `args.sets` with a paired bootstrap and write the report."""
+    from workbench.evaluation_sets import evaluation_sets
+    from workbench.paired_comparison import PAIRED_SETS, paired_table, write_paired_report
+    from workbench.paths import reports_dir
+    from workbench.weights import find_weights
+
+    first, second = (find_weights(name) for name in args.manifest)
+    table = paired_table(first, second, evaluation_sets(args.sets or PAIRED_SETS), (args.decode,), flip=args.flip,
+                         batch_size=args.batch_size, device=device, rounds=args.rounds)
+    for path in write_paired_report(table, first, second, args.output or reports_dir(), args.command_line, args.flip):
         print(f"wrote {path}")
     print(table.to_string(index=False))
     return 0
