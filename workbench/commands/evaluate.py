@@ -66,12 +66,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="skip the flip test")
     parser.add_argument("--decode", choices=("standard", "dark"), default="standard",
                         help="heatmap decoding: quarter-pixel offset, or DARK refinement (--manifest reports both)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--workers", type=int, help=f"DataLoader worker processes, {WORKERS} when not given (not "
                                                     "with --manifest)")
     parser.add_argument("--device", default="auto", help="torch device for --model and --manifest: cpu, cuda, cuda:N "
                                                          "or auto (cuda if available)")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is often "
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice; 1 is often "
                                                     "much faster on a busy machine)")
     parser.add_argument("--output", type=Path, help="output folder (default: reports/evaluate/<model>_<set>)")
     parser.set_defaults(func=run)
@@ -90,10 +90,8 @@ def check_options(args: argparse.Namespace) -> None:
     ignore."""
     from workbench.errors import WorkbenchError
 
-    for option, value, least in (("--batch-size", args.batch_size, 1), ("--threads", args.threads, 1),
-                                 ("--workers", args.workers, 0)):
-        if value is not None and value < least:
-            raise WorkbenchError(f"{option} is {value}: give a whole number of at least {least}.")
+    if args.workers is not None and args.workers < 0:
+        raise WorkbenchError(f"--workers is {args.workers}: give a whole number of at least 0.")
     if args.paired and (args.manifest is None or len(args.manifest) != 2):
         raise WorkbenchError("--paired compares two weights entries: pass --manifest FIRST SECOND --paired (see "
                              "`python -m workbench weights list`).")
