@@ -258,6 +258,15 @@ def test_the_report_says_whether_the_flip_test_was_used():
             f"COCO keypoint AP ({'flip test' if flip else 'no flip test'}, standard decoding)"
 
 
+def test_the_report_prints_a_dash_where_a_metric_is_undefined():
+    line = {"set": "fashion-pose-val", "boxes": "ground truth", "weights": "w", "model": "lite_csw_hrnet",
+            "input": "256x192", "decode": "standard", "parameters": 10}
+    table = pd.DataFrame([{**line, **dict.fromkeys(METRICS, 0.5), "APM": float("nan")}])
+    row = next(r for r in markdown_report(table, [], "evaluate", True).splitlines() if r.startswith("| fashion"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[-len(METRICS):][METRICS.index("APM")] == "-" and "nan" not in row
+
+
 def test_evaluate_manifest_without_flip_says_so_in_the_report(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path / "weights"))
     save_weights(untrained_model("lite_csw_hrnet"), "csw_test", run={"data": "none", "epochs": 0}, metrics={})
