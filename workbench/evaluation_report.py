@@ -128,7 +128,8 @@ def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], comman
     shown = table.assign(parameters=table["parameters"].map(lambda n: "-" if pd.isna(n) else f"{int(n):,}"))
     shown = shown.astype(object).where(shown.notna(), None)
     runs = [f"- `{e.name}` ({e.model}, {e.input_size[0]}x{e.input_size[1]}): {e.run.get('epochs', '?')} epochs, "
-            f"{e.run.get('training_seconds', 0) / 3600:.1f} h of training, stored as {e.run.get('stored_as', '?')}; "
+            f"{e.run.get('training_seconds', 0) / 3600:.1f} h of training (the sum of its epoch times, median epoch "
+            f"{e.run.get('median_epoch_seconds', '?')} s), stored as {e.run.get('stored_as', '?')}; "
             f"curves `weights/{e.run.get('curves', '-')}`" + (f". {e.run['note']}" if e.run.get("note") else "")
             for e in entries]
     return "\n".join([
