@@ -71,8 +71,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                     "with --manifest)")
     parser.add_argument("--device", default="auto", help="torch device for --model and --manifest: cpu, cuda, cuda:N "
                                                          "or auto (cuda if available)")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice; 1 is often "
-                                                    "much faster on a busy machine)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads for torch (default: torch's choice; 1 is often much faster on a busy machine)")
     parser.add_argument("--output", type=Path, help="output folder (default: reports/evaluate/<model>_<set>)")
     parser.set_defaults(func=run)
 
