@@ -13,10 +13,10 @@ import time
 import numpy as np
 from torch.utils.data import DataLoader
 
-from workbench.data import CocoKeypoints
-from workbench.data.targets import HEATMAP_STRIDE, gaussian_heatmaps
+from workbench.data.dataset import CocoKeypoints
+from workbench.codec import HEATMAP_STRIDE, encode_heatmaps
 from workbench.data.transforms import crop_matrix, to_tensor, transform_points, warp_crop
-from workbench.paths import data_root
+from workbench.common.paths import data_root
 
 
 def stage_times(dataset: CocoKeypoints, count: int) -> dict[str, float]:
@@ -34,7 +34,7 @@ def stage_times(dataset: CocoKeypoints, count: int) -> dict[str, float]:
         crop = warp_crop(image, matrix, dataset.input_size)
         warped = time.perf_counter()
         joints = transform_points(dataset.instances[index].joints[:, :2], matrix) / HEATMAP_STRIDE
-        gaussian_heatmaps(joints, dataset.instances[index].joints[:, 2] > 0, dataset.heatmap_size, dataset.sigma)
+        encode_heatmaps(joints, dataset.instances[index].joints[:, 2] > 0, dataset.heatmap_size, dataset.sigma)
         targets = time.perf_counter()
         to_tensor(crop, dataset.mean, dataset.std)
         done = time.perf_counter()

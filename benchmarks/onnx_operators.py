@@ -20,7 +20,7 @@ def main() -> int:
     from tqdm import tqdm
 
     from model import build_model
-    from workbench.export import conditioned_random_weights, export_onnx, profile_operators
+    from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, profile_operators
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs=2, default=["lite_csw_hrnet", "lite_hrnet_18"])

@@ -1,7 +1,7 @@
 """Speed targets of issue 3, measured as ratios in one run (interleaved rounds, so machine load hits all alike).
 
 1. lite_csw_hrnet under ONNX Runtime vs lite_hrnet_18 under ONNX Runtime, 256x192, batch 1, 2 threads: ratio <= 1.0.
-   Both graphs go through the project's export (`workbench.export.export_onnx`, graph rewrites on) and session
+   Both graphs go through the project's export (`workbench.speed.onnx_export.export_onnx`, graph rewrites on) and session
    settings; the exporter's plain graph of lite_csw_hrnet is timed beside them for reference.
 2. The project's fast PyTorch path for lite_csw_hrnet vs plain eager lite_hrnet_18: ratio <= 0.5, with the fast
    path's outputs equal to eager lite_csw_hrnet within 1e-4. The default path is `torch.compile` (Inductor, frozen
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.fast_inference import FAST_VARIANTS  # noqa: E402
+from workbench.speed.compiled import FAST_VARIANTS  # noqa: E402
 
 
 def _rounds(calls: dict, rounds: int, warmup: int, block: int) -> dict[str, list[float]]:
@@ -47,7 +47,7 @@ def _rounds(calls: dict, rounds: int, warmup: int, block: int) -> dict[str, list
 
 
 def _report(times: dict[str, list[float]], numerator: str, denominator: str, target: float, label: str) -> bool:
-    from workbench.latency import paired_ratio
+    from workbench.speed.latency import paired_ratio
 
     for name, values in times.items():
         print(f"  {name:36s} median {statistics.median(values) * 1000:8.2f} ms   min {min(values) * 1000:8.2f} ms")
@@ -70,9 +70,9 @@ def main() -> int:
     import torch
 
     from model import build_model
-    from workbench.export import conditioned_random_weights, export_onnx, ort_session, run_session
-    from workbench.fast_inference import fast_model
-    from workbench.latency import paired_ratio, set_threads
+    from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, ort_session, run_session
+    from workbench.speed.compiled import fast_model
+    from workbench.speed.latency import paired_ratio, set_threads
 
     size = (256, 192)
     set_threads(args.threads)

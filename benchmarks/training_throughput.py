@@ -20,7 +20,7 @@ import time
 import torch
 
 from model import build_model
-from workbench.data import CocoKeypoints
+from workbench.data.dataset import CocoKeypoints
 from workbench.training import load_config
 from workbench.training.config import Config
 from workbench.training.data import build_datasets, build_train_loader

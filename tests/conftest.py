@@ -12,7 +12,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from workbench.paths import DATA_ENV, data_root as shared_data_root
+from workbench.common.paths import DATA_ENV, data_root as shared_data_root
 
 
 def _in_ci() -> bool:

@@ -25,15 +25,17 @@ from workbench.app.analysis import keypoints_json, run_inspect, weight_maps_imag
 from workbench.app.callbacks import Workbench, compare_locations
 from workbench.app.inputs import MAX_SIDE, coco_image_id, detection_choices, downscale, load_image, parse_box, \
     person_box, read_detections
-from workbench.app.models import CHECKPOINT, UNTRAINED, ModelCache, default_weights, model_choices, \
-    model_structure, weight_choices
+from workbench.app.models import CHECKPOINT_LABEL, model_choices, weight_choices
+from workbench.interpret.structure import model_structure
+from workbench.zoo.cache import CHECKPOINT, UNTRAINED_LABEL, ModelCache, best_weights
+from workbench.zoo.loader import UNTRAINED
 from workbench.cli import build_parser
-from workbench.complexity import QUICK_SPEED
-from workbench.complexity_report import FLOPS_AP_PLOT
-from workbench.errors import WorkbenchError
-from workbench.keypoints import JOINT_NAMES
-from workbench.paths import REPO_ROOT
-from workbench.weights import save_weights
+from workbench.speed.complexity import QUICK_SPEED
+from workbench.reports.complexity import FLOPS_AP_PLOT
+from workbench.common.errors import WorkbenchError
+from workbench.data.keypoints import JOINT_NAMES
+from workbench.common.paths import REPO_ROOT
+from workbench.zoo.manifest import save_weights
 
 INSIDE_BOX = "156, 106, 200, 300"  # its padded crop lies inside the 512x512 astronaut
 
@@ -218,12 +220,12 @@ def test_checkpoints_load_or_explain(tmp_path):
 
 def test_manifest_weights_are_offered_loaded_and_verified(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path))
-    assert weight_choices("small_hrnet_w16") == [(UNTRAINED, UNTRAINED), (CHECKPOINT, CHECKPOINT)]
-    assert default_weights("small_hrnet_w16") == UNTRAINED
+    assert weight_choices("small_hrnet_w16") == [(UNTRAINED_LABEL, UNTRAINED), (CHECKPOINT_LABEL, CHECKPOINT)]
+    assert best_weights("small_hrnet_w16") == UNTRAINED
     assert ("small_hrnet_w16 (untrained)", "small_hrnet_w16") in model_choices()
     save_weights(build_model("small_hrnet_w16"), "tiny", run={}, metrics={"val_AP": 0.5}, directory=tmp_path)
     assert weight_choices("small_hrnet_w16")[0] == ("tiny (val AP 0.500)", "tiny")
-    assert default_weights("small_hrnet_w16") == "tiny"
+    assert best_weights("small_hrnet_w16") == "tiny"
     assert ("small_hrnet_w16", "small_hrnet_w16") in model_choices()
     cache = ModelCache(torch.device("cpu"))
     loaded = cache.get("small_hrnet_w16", "tiny")
@@ -365,7 +367,7 @@ def test_preview_and_detections_follow_the_chosen_image(workbench, data_root):
 
 def test_model_menus_follow_the_model(workbench):
     weights, weight, locations, location, layers, layer = workbench.model_menus("lite_hrnet_18")
-    assert (UNTRAINED, UNTRAINED) in weights and weight in [value for _, value in weights]
+    assert (UNTRAINED_LABEL, UNTRAINED) in weights and weight in [value for _, value in weights]
     assert location == "stage3/module0/block0/cross" and location in locations
     assert layer == "head (1/4)" == layers[-1]
     _, _, locations, location, layers, layer = workbench.model_menus("resnet50")
@@ -377,7 +379,7 @@ def test_compare_runs_each_model_and_sets_weight_maps_side_by_side(workbench):
                                 "stage2/module1/block1/cross", False)
     assert list(outputs.table["model"]) == ["lite_csw_hrnet", "lite_hrnet_18"]
     assert (outputs.table["forward ms (median)"] >= outputs.table["min"]).all() and (outputs.table["min"] > 0).all()
-    assert list(outputs.table["weights"]) == [default_weights("lite_csw_hrnet"), default_weights("lite_hrnet_18")]
+    assert list(outputs.table["weights"]) == [best_weights("lite_csw_hrnet"), best_weights("lite_hrnet_18")]
     assert outputs.table["parameters"].tolist() == [884_863, 1_130_769]
     assert len(outputs.skeletons) == len(outputs.heatmaps) == 2
     assert [caption.split(" · ")[0] for _, caption in outputs.weight_maps] == ["lite_csw_hrnet", "lite_hrnet_18"]
@@ -491,7 +493,7 @@ def test_served_app_returns_keypoints_and_figures_for_an_upload(served_app, tmp_
     from gradio_client.exceptions import AppError
     client = Client(served_app, verbose=False)
     astronaut = _write(tmp_path / "astronaut.png", _astronaut())
-    weights = default_weights("lite_csw_hrnet")
+    weights = best_weights("lite_csw_hrnet")
     ask = ("lite_csw_hrnet", weights, None, "typed box", INSIDE_BOX, None, True, "stage3/module0/block0/cross",
            "right_wrist", "head (1/4)")
     status, skeleton, table, grid, merged, weight_maps, gradcam, files = client.predict(

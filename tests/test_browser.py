@@ -18,8 +18,8 @@ import torch
 
 from workbench.app.callbacks import Workbench
 from workbench.app.layout import build_app
-from workbench.app.models import ModelCache
-from workbench.paths import REPO_ROOT
+from workbench.zoo.cache import ModelCache
+from workbench.common.paths import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -12,11 +12,11 @@ from torch import nn
 
 from model import build_model, model_names
 from workbench.cli import main
-from workbench.complexity import M, convention_a_flops, convention_b_flops, count_parameters, fvcore_flops
-from workbench.complexity_report import load_measured_ap
-from workbench.errors import WorkbenchError
-from workbench.latency import Timing, paired_ratio, peak_memory_bytes, time_interleaved
-from workbench.published import published_row, published_rows
+from workbench.speed.complexity import M, convention_a_flops, convention_b_flops, count_parameters, fvcore_flops
+from workbench.reports.complexity import load_measured_ap
+from workbench.common.errors import WorkbenchError
+from workbench.speed.latency import Timing, paired_ratio, peak_memory_bytes, time_interleaved
+from workbench.speed.published import published_row, published_rows
 
 
 def small_net() -> nn.Module:

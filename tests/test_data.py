@@ -12,13 +12,14 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from workbench.data import Augmentation, CocoKeypoints
-from workbench.data.targets import default_sigma, gaussian_heatmaps
+from workbench.data.dataset import CocoKeypoints
+from workbench.data.transforms import Augmentation
+from workbench.codec import default_sigma, encode_heatmaps
 from workbench.data.transforms import box_to_center_size, compose, crop_matrix, hflip_matrix, to_tensor, \
     transform_points, warp_crop
-from workbench.errors import WorkbenchError
-from workbench.images import ImageReadError, read_image
-from workbench.keypoints import FLIP_INDEX, FLIP_PAIRS, JOINT_NAMES, OKS_SIGMAS, SKELETON
+from workbench.common.errors import WorkbenchError
+from workbench.data.images import ImageReadError, read_image
+from workbench.data.keypoints import FLIP_INDEX, FLIP_PAIRS, JOINT_NAMES, OKS_SIGMAS, SKELETON
 
 
 # keypoint tables
@@ -145,7 +146,7 @@ def test_to_tensor_normalises_per_channel():
 
 def test_standard_target_peaks_on_the_nearest_pixel_and_weights_visibility():
     joints = np.array([[10.4, 20.6], [47.0, 63.0], [-9.0, 5.0], [5.0, 5.0]])
-    heatmaps, weights = gaussian_heatmaps(joints, np.array([True, True, True, False]), (64, 48), sigma=2.0)
+    heatmaps, weights = encode_heatmaps(joints, np.array([True, True, True, False]), (64, 48), sigma=2.0)
     assert heatmaps.shape == (4, 64, 48) and heatmaps.dtype == np.float32
     assert np.unravel_index(heatmaps[0].argmax(), (64, 48)) == (21, 10) and heatmaps[0].max() == 1.0
     assert heatmaps[0][21, 17] == 0.0 and heatmaps[0][21, 16] > 0  # cut beyond 3 sigma
@@ -153,7 +154,7 @@ def test_standard_target_peaks_on_the_nearest_pixel_and_weights_visibility():
 
 
 def test_unbiased_target_is_centred_at_the_sub_pixel_position():
-    heatmaps, _ = gaussian_heatmaps(np.array([[10.5, 20.0]]), np.array([True]), (64, 48), 2.0, "unbiased")
+    heatmaps, _ = encode_heatmaps(np.array([[10.5, 20.0]]), np.array([True]), (64, 48), 2.0, "unbiased")
     assert heatmaps[0, 20, 10] == pytest.approx(heatmaps[0, 20, 11])
 
 

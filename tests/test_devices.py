@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.devices import resolve_device
-from workbench.errors import WorkbenchError
+from workbench.common.devices import resolve_device
+from workbench.common.errors import WorkbenchError
 
 
 def test_auto_and_cpu_resolve_without_a_gpu(monkeypatch):

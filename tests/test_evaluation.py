@@ -15,16 +15,17 @@ import torch
 
 from model import build_model
 from workbench.cli import main
-from workbench.data import CocoKeypoints
-from workbench.errors import WorkbenchError
-from workbench.evaluation import EMPTY_RESULTS_MESSAGE, METRIC_NAMES, coco_results, evaluate_dataset, \
+from workbench.data.dataset import CocoKeypoints
+from workbench.common.errors import WorkbenchError
+from workbench.evaluation.metrics import EMPTY_RESULTS_MESSAGE, METRIC_NAMES, coco_results, evaluate_dataset, \
     evaluate_keypoints, format_metrics, has_keypoint_annotations, paired_bootstrap, predict_dataset, round_trip
-from workbench.evaluation_report import METRICS, ROUND_TRIP, evaluation_figure, markdown_report
+from workbench.reports.evaluation import METRICS, ROUND_TRIP, evaluation_figure, markdown_report
 from workbench.inference import oks_to_many
-from workbench.paths import REPO_ROOT
+from workbench.common.paths import REPO_ROOT
 from workbench.training.data import keep_first
 from workbench.training.loop import validate
-from workbench.weights import save_weights, untrained_model
+from workbench.zoo.loader import untrained
+from workbench.zoo.manifest import save_weights
 
 
 def _coco_sample(data_root: Path) -> tuple[Path, Path]:
@@ -269,7 +270,7 @@ def test_the_report_prints_a_dash_where_a_metric_is_undefined():
 
 def test_evaluate_manifest_without_flip_says_so_in_the_report(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path / "weights"))
-    save_weights(untrained_model("lite_csw_hrnet"), "csw_test", run={"data": "none", "epochs": 0}, metrics={})
+    save_weights(untrained("lite_csw_hrnet"), "csw_test", run={"data": "none", "epochs": 0}, metrics={})
     assert _evaluate("--manifest", "--sets", "coco-sample-gt", "--no-flip", "--batch-size", "16", "--output",
                      tmp_path / "report") == 0
     text = (tmp_path / "report" / "evaluation.md").read_text()
@@ -315,7 +316,7 @@ def test_paired_bootstrap_is_zero_for_equal_results_and_sees_a_real_gap(data_roo
 def test_evaluate_paired_writes_the_comparison_of_two_entries(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path / "weights"))
     for name, model in (("csw_test", "lite_csw_hrnet"), ("lite18_test", "lite_hrnet_18")):
-        save_weights(untrained_model(model), name, run={"data": "none", "epochs": 0}, metrics={})
+        save_weights(untrained(model), name, run={"data": "none", "epochs": 0}, metrics={})
     assert _evaluate("--manifest", "csw_test", "lite18_test", "--paired", "--sets", "coco-sample-gt", "--no-flip",
                      "--rounds", "20", "--output", tmp_path / "report") == 0
     rows = pd.read_csv(tmp_path / "report" / "paired_csw_test_vs_lite18_test.csv")

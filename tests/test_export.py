@@ -12,9 +12,9 @@ from torch import nn
 from model import build_model, model_names
 from model.weighting import SingleResolutionCSW
 from workbench.cli import main
-from workbench.export import (GRAPH_REWRITES, MAX_TREE_MIN_PLANE, conditioned_random_weights, export_onnx, onnx_parity,
+from workbench.speed.onnx_export import (GRAPH_REWRITES, MAX_TREE_MIN_PLANE, conditioned_random_weights, export_onnx, onnx_parity,
                               optimize_graph, ort_session, profile_operators, run_session)
-from workbench.fast_inference import fast_model
+from workbench.speed.compiled import fast_model
 
 SIZE = (64, 64)
 

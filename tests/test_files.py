@@ -6,7 +6,7 @@ import json
 import pytest
 from matplotlib.figure import Figure
 
-from workbench.files import write_atomic, write_json_atomic, write_text_atomic
+from workbench.common.files import write_atomic, write_json_atomic, write_text_atomic
 
 
 def test_write_json_atomic_replaces_whole_files_only(tmp_path):

@@ -6,32 +6,32 @@ import pytest
 import torch
 
 from model import build_model, local_to_official_keys
-from workbench.checkpoints import OnnxModel, load_model, load_state_dict
-from workbench.data.targets import gaussian_heatmaps
+from workbench.zoo.checkpoints import load_state_dict
+from workbench.zoo.loader import OnnxModel, load
+from workbench.codec import combine_flip, decode_heatmaps, encode_heatmaps, flip_back, heatmap_to_image
 from workbench.data.transforms import box_to_center_size, crop_matrix, hflip_matrix, transform_points
-from workbench.errors import WorkbenchError
-from workbench.inference import combine_flip, decode_heatmaps, estimate_pose, flip_back, heatmap_to_image, \
-    oks_nms, predict_heatmaps, rescore
-from workbench.keypoints import FLIP_INDEX
+from workbench.common.errors import WorkbenchError
+from workbench.inference import estimate_pose, oks_nms, predict_heatmaps, rescore
+from workbench.data.keypoints import FLIP_INDEX
 
 
 def _render(joints: np.ndarray, encoding: str = "standard") -> torch.Tensor:
-    heatmaps, _ = gaussian_heatmaps(joints, np.ones(len(joints), bool), (64, 48), 2.0, encoding)
+    heatmaps, _ = encode_heatmaps(joints, np.ones(len(joints), bool), (64, 48), 2.0, encoding)
     return torch.from_numpy(heatmaps)[None]
 
 
 def test_flip_back_mirrors_swaps_and_shifts_one_column():
     heatmaps = torch.zeros(1, 17, 64, 48)
     heatmaps[0, 1, 10, 5] = 1.0  # left eye at column 5
-    back = flip_back(heatmaps)
+    back = flip_back(heatmaps, FLIP_INDEX)
     assert back[0, 2].nonzero().tolist() == [[10, 48 - 1 - 5 + 1]]  # right eye, mirrored, one column right
-    assert flip_back(heatmaps, shift=False)[0, 2].nonzero().tolist() == [[10, 42]]
+    assert flip_back(heatmaps, FLIP_INDEX, shift=False)[0, 2].nonzero().tolist() == [[10, 42]]
 
 
 def test_flip_test_of_a_perfect_network_lands_within_the_documented_bias():
     joints = np.random.default_rng(0).uniform([6, 6], [42, 58], size=(17, 2)) * 4  # crop pixels, off the border
     mirrored = transform_points(joints, hflip_matrix(192))[list(FLIP_INDEX)]
-    combined = combine_flip(_render(joints / 4, "unbiased"), _render(mirrored / 4, "unbiased"))
+    combined = combine_flip(_render(joints / 4, "unbiased"), _render(mirrored / 4, "unbiased"), FLIP_INDEX)
     coords, _ = decode_heatmaps(combined.numpy(), "dark")
     bias = coords[0] - joints / 4
     np.testing.assert_allclose(bias[:, 0], 0.125, atol=0.06)  # 1/8 heatmap pixel to the right (see flip_back)
@@ -84,7 +84,7 @@ def test_predict_heatmaps_averages_with_the_flipped_back_mirror(stand_in_model):
     model = stand_in_model
     images = torch.randn(2, 3, 256, 192)
     with torch.no_grad():
-        expected = (model(images) + flip_back(model(images.flip(3)))) / 2
+        expected = (model(images) + flip_back(model(images.flip(3)), FLIP_INDEX)) / 2
     assert torch.allclose(predict_heatmaps(model, images, flip=True), expected)
     assert predict_heatmaps(model, images, flip=False).shape == (2, 17, 64, 48)
 
@@ -153,10 +153,10 @@ def test_onnx_model_runs_like_the_torch_model(stand_in_model, stand_in_onnx, tmp
 def test_load_model_matches_names_and_checkpoints(tmp_path):
     torch.save(build_model("mobilenetv2").state_dict(), tmp_path / "mobilenetv2.pth")
     with pytest.raises(WorkbenchError, match="does not fit model 'lite_csw_hrnet'"):
-        load_model("lite_csw_hrnet", tmp_path / "mobilenetv2.pth")
+        load("lite_csw_hrnet", tmp_path / "mobilenetv2.pth")
     with pytest.raises(WorkbenchError, match="unknown model"):
-        load_model("no_such_net", tmp_path / "mobilenetv2.pth")
-    network = load_model("mobilenetv2", tmp_path / "mobilenetv2.pth")
+        load("no_such_net", tmp_path / "mobilenetv2.pth")
+    network = load("mobilenetv2", tmp_path / "mobilenetv2.pth")
     assert not network.training
 
 
@@ -165,10 +165,10 @@ def test_load_model_reads_official_lite_hrnet_checkpoints(tmp_path):
     source = build_model("lite_hrnet_18")
     torch.save({"meta": {"epoch": 210}, "state_dict": local_to_official_keys(source.state_dict())},
                tmp_path / "official.pth")
-    loaded = load_model("lite_hrnet_18", tmp_path / "official.pth")
+    loaded = load("lite_hrnet_18", tmp_path / "official.pth")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in source.state_dict().items())
     with pytest.raises(WorkbenchError, match="official Lite-HRNet checkpoint .* does not fit model 'lite_csw_hrnet'"):
-        load_model("lite_csw_hrnet", tmp_path / "official.pth")
+        load("lite_csw_hrnet", tmp_path / "official.pth")
 
 
 def test_estimate_pose_with_the_paper_model():

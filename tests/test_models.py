@@ -17,7 +17,7 @@ from model.weighting import (
     SpatialWeight,
     eca_kernel_size,
 )
-from workbench.complexity import fvcore_flops
+from workbench.speed.complexity import fvcore_flops
 
 PARAMETERS = {
     "lite_hrnet_18": 1_130_769,

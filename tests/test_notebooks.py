@@ -1,4 +1,4 @@
-"""The reproduction notebooks: executed with quick parameters through `workbench.notebooks` (their outputs hold
+"""The reproduction notebooks: executed with quick parameters through `workbench.notebooks.execute` (their outputs hold
 real figures and tables of numbers), the committed copies executed, the kernel of this environment, the command's
 refusals, and the readings and summaries the notebooks print, on hand-made inputs."""
 from __future__ import annotations
@@ -15,19 +15,20 @@ import torch
 
 from model import build_model
 from workbench.cli import main
-from workbench.complexity import ComplexityRow
-from workbench.errors import WorkbenchError
-from workbench.evaluation_report import evaluation_table
-from workbench.evaluation_sets import evaluation_sets
-from workbench.export import conditioned_random_weights
-from workbench.inside_csw import claim_reading
-from workbench.latency import Timing
-from workbench.notebooks import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names
-from workbench.reproduction import evaluation_reading, flops_latency_agreement, manifest_frame, manifest_status, \
+from workbench.speed.complexity import ComplexityRow
+from workbench.common.errors import WorkbenchError
+from workbench.reports.evaluation import evaluation_table
+from workbench.evaluation.sets import evaluation_sets
+from workbench.speed.onnx_export import conditioned_random_weights
+from workbench.notebooks.inside_csw import claim_reading
+from workbench.speed.latency import Timing
+from workbench.notebooks.execute import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names
+from workbench.notebooks.reproduction import evaluation_reading, flops_latency_agreement, manifest_frame, manifest_status, \
     measured_frame, printed_ap_frame, table_rows, training_config
-from workbench.weight_stats import BINS, WeightMapStats, weight_statistics
-from workbench.weight_stats_plots import statistics_frame, weight_statistics_figure
-from workbench.weights import read_manifest, save_weights, untrained_model
+from workbench.interpret.weight_stats import BINS, WeightMapStats, weight_statistics
+from workbench.interpret.weight_stats_plots import statistics_frame, weight_statistics_figure
+from workbench.zoo.loader import untrained
+from workbench.zoo.manifest import read_manifest, save_weights
 
 
 def _outputs(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
@@ -148,7 +149,7 @@ def test_rows_configs_and_printed_ap():
 def test_evaluation_takes_manifest_entries_as_they_appear(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path))
     assert read_manifest() == [] and "has no entries yet" in manifest_status([])
-    save_weights(untrained_model("lite_csw_hrnet"), "csw_test", run={"data": "none", "epochs": 0},
+    save_weights(untrained("lite_csw_hrnet"), "csw_test", run={"data": "none", "epochs": 0},
                  metrics={"val_AP": 0.0})
     entries = read_manifest()
     assert manifest_frame(entries)["recorded val_AP"].tolist() == [0.0] and "`csw_test`" in manifest_status(entries)

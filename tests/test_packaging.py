@@ -5,7 +5,7 @@ import tomllib
 
 import yaml
 
-from workbench.paths import REPO_ROOT
+from workbench.common.paths import REPO_ROOT
 
 
 def test_environment_yml_lists_the_pyproject_dependencies():

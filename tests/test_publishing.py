@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from workbench.cli import main
-from workbench.errors import WorkbenchError
-from workbench.publishing import publish_run
+from workbench.common.errors import WorkbenchError
+from workbench.training.publishing import publish_run
 from workbench.training import distributed, load_config, train
 from workbench.training.checkpointing import load_checkpoint, save_checkpoint
-from workbench.weights import load_weights, read_manifest, verified_path
+from workbench.zoo.loader import load
+from workbench.zoo.manifest import read_manifest, verified_path
 
 TINY = ["model.input_size=[64,64]", "data.subset=32", "validation.subset=16", "train.batch_size=8", "train.epochs=2",
         "train.warmup_iters=2", "validation.every=2", "train.threads=1", "data.workers=0", "output.progress=false"]
@@ -64,7 +65,7 @@ def test_publishing_records_the_run_and_stores_half_precision_weights_that_load(
     stored = torch.load(weights_folder / entry.file, weights_only=True)
     assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
     trained = load_checkpoint(finished_run / "last.pt")["model"]
-    loaded = load_weights("tiny_csw").state_dict()
+    loaded = load(None, "tiny_csw").state_dict()
     assert all(torch.allclose(loaded[k], v.float(), rtol=1e-3, atol=1e-4) for k, v in trained.items()
                if v.is_floating_point())
     assert _cli(["weights", "list"]) == 0 and "tiny_csw" in capsys.readouterr().out

@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from model import build_model, model_names
-from workbench.checkpoints import load_model
+from workbench.zoo.loader import load
 from workbench.cli import main
-from workbench.data import CocoKeypoints
-from workbench.errors import WorkbenchError
-from workbench.paths import REPO_ROOT
+from workbench.data.dataset import CocoKeypoints
+from workbench.common.errors import WorkbenchError
+from workbench.common.paths import REPO_ROOT
 from workbench.training import build_config, config_names, load_config, read_log, train
 from workbench.training.checkpointing import load_checkpoint
 from workbench.training.data import ResumableSampler
@@ -182,7 +182,7 @@ def test_short_real_run_on_fashion_pose_photos_lowers_the_loss(data_root, tmp_pa
     batch = torch.utils.data.default_collate([crops[i] for i in range(16)])
     torch.manual_seed(config["train"]["seed"])
     start = build_model("lite_csw_hrnet", input_size=(128, 96))
-    trained = load_model("lite_csw_hrnet", tmp_path / "last.pt", (128, 96)).train()
+    trained = load("lite_csw_hrnet", tmp_path / "last.pt", input_size=(128, 96)).train()
     with one_thread(), torch.no_grad():
         before, after = (JointsMSELoss()(net(batch["image"]), batch["target"], batch["target_weight"]).item()
                          for net in (start, trained))
@@ -241,7 +241,7 @@ def test_two_gloo_processes_under_torchrun_train_and_rank0_checkpoint_loads(data
     state = torch.load(output / "last.pt", map_location="cpu", weights_only=True)
     assert (state["world_size"], state["epoch"], state["step"]) == (2, 2, 12)  # 48 crops / (2 x 4) per epoch
     assert state["config"]["train"]["batch_size"] == 4 and state["best_epoch"] == 2
-    load_model("lite_csw_hrnet", output / "last.pt", (64, 64))
+    load("lite_csw_hrnet", output / "last.pt", input_size=(64, 64))
     assert [r["epoch"] for r in read_log(output / "log.jsonl")] == [1, 2]
 
 

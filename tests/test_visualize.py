@@ -1,4 +1,4 @@
-"""The pictures behind the app's panels (workbench.visualize) and Grad-CAM for pose networks (workbench.gradcam)."""
+"""The pictures behind the app's panels (workbench.interpret.drawing) and Grad-CAM for pose networks (workbench.interpret.gradcam)."""
 from __future__ import annotations
 
 import cv2
@@ -9,10 +9,10 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgb
 
 from model import build_model, model_names
-from workbench import visualize
-from workbench.errors import WorkbenchError
-from workbench.gradcam import JointPeakTarget, gradcam_layers, joint_gradcam
-from workbench.keypoints import JOINT_NAMES, SKELETON
+from workbench.interpret import drawing
+from workbench.common.errors import WorkbenchError
+from workbench.interpret.gradcam import JointPeakTarget, gradcam_layers, joint_gradcam
+from workbench.data.keypoints import JOINT_NAMES, SKELETON
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,30 +27,30 @@ def image() -> np.ndarray:
 
 
 def test_figure_to_array_renders_the_figure_at_its_size():
-    figure = visualize._figure(3.0, 2.0)
+    figure = drawing._figure(3.0, 2.0)
     figure.add_subplot().plot([0, 1], [0, 1])
-    pixels = visualize.figure_to_array(figure)
+    pixels = drawing.figure_to_array(figure)
     assert pixels.shape == (200, 300, 3) and pixels.dtype == np.uint8 and pixels.std() > 0
 
 
 def test_image_to_png_round_trips(image):
-    decoded = cv2.imdecode(np.frombuffer(visualize.image_to_png(image), np.uint8), cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(np.frombuffer(drawing.image_to_png(image), np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(decoded[:, :, ::-1], image)
 
 
 def test_overlay_puts_the_hot_end_of_the_colour_map_where_the_map_peaks(image):
     values = np.zeros((12, 9), np.float32)
     values[5, 4] = 1.0
-    blended = visualize.overlay(image, values, 0.0, 1.0, "jet", alpha=1.0)
+    blended = drawing.overlay(image, values, 0.0, 1.0, "jet", alpha=1.0)
     assert blended.shape == image.shape
     peak = np.unravel_index(np.argmax(blended[:, :, 0].astype(int) - blended[:, :, 2]), blended.shape[:2])
     assert abs(peak[0] - 55) <= 6 and abs(peak[1] - 45) <= 6
-    np.testing.assert_array_equal(visualize.overlay(image, values, alpha=0.0), image)
-    assert visualize.overlay(image, np.ones((3, 3))).shape == image.shape
+    np.testing.assert_array_equal(drawing.overlay(image, values, alpha=0.0), image)
+    assert drawing.overlay(image, np.ones((3, 3))).shape == image.shape
 
 
 def test_draw_box_draws_the_outline_only(image):
-    drawn = visualize.draw_box(image, (10, 20, 40, 50))
+    drawn = drawing.draw_box(image, (10, 20, 40, 50))
     assert tuple(drawn[20, 30]) == (255, 64, 64) and tuple(drawn[70, 30]) == (255, 64, 64)
     np.testing.assert_array_equal(drawn[45, 30], image[45, 30])
     assert tuple(image[20, 30]) == (100, 100, 100)
@@ -60,7 +60,7 @@ def test_skeleton_figure_colours_joints_by_confidence_and_dots_unsure_limbs(imag
     rng = np.random.default_rng(0)
     keypoints = rng.uniform((0, 0), (90, 120), (17, 2))
     scores = np.linspace(0.0, 1.0, 17)
-    figure = visualize.skeleton_figure(image, keypoints, scores, box=(5, 5, 80, 100), threshold=0.5)
+    figure = drawing.skeleton_figure(image, keypoints, scores, box=(5, 5, 80, 100), threshold=0.5)
     axes = figure.axes[0]
     points = [c for c in axes.collections if isinstance(c, PathCollection)][0]
     np.testing.assert_allclose(points.get_offsets(), keypoints)
@@ -75,7 +75,7 @@ def test_skeleton_figure_colours_joints_by_confidence_and_dots_unsure_limbs(imag
 
 def test_heatmap_grid_tiles_every_joint_on_one_scale():
     heatmaps = np.random.default_rng(1).random((17, 16, 12)).astype(np.float32)
-    figure = visualize.heatmap_grid_figure(heatmaps, columns=6)
+    figure = drawing.heatmap_grid_figure(heatmaps, columns=6)
     axes = figure.axes[0]
     mosaic = axes.images[0].get_array()
     assert mosaic.shape == (3 * 16 + 2, 6 * 12 + 5)
@@ -91,7 +91,7 @@ def test_merged_heatmaps_peak_where_the_joints_peak(image):
     heatmaps = np.zeros((17, 30, 24), np.float32)
     heatmaps[3, 10, 6] = 2.0
     heatmaps[9, 10, 6] = -5.0
-    figure = visualize.merged_heatmaps_figure(image, heatmaps)
+    figure = drawing.merged_heatmaps_figure(image, heatmaps)
     shown = figure.axes[0].images[0].get_array()
     red_minus_blue = shown[:, :, 0].astype(int) - shown[:, :, 2]
     row, column = np.unravel_index(np.argmax(red_minus_blue), red_minus_blue.shape)
@@ -100,7 +100,7 @@ def test_merged_heatmaps_peak_where_the_joints_peak(image):
 
 def test_channel_weights_figure_draws_each_weight_in_its_branch_colour():
     weights = np.linspace(0.1, 0.9, 60)
-    figure = visualize.channel_weights_figure(weights, splits=(20, 40), title="cross")
+    figure = drawing.channel_weights_figure(weights, splits=(20, 40), title="cross")
     strip, bars = figure.axes[:2]
     np.testing.assert_allclose(strip.images[0].get_array()[0], weights)
     heights = [p.get_height() for p in bars.patches]
@@ -111,19 +111,19 @@ def test_channel_weights_figure_draws_each_weight_in_its_branch_colour():
 
 def test_weight_maps_figure_picks_the_figure_for_each_kind(image):
     rng = np.random.default_rng(2)
-    csw = visualize.weight_maps_figure("stage2/module0/block0/cross", {
+    csw = drawing.weight_maps_figure("stage2/module0/block0/cross", {
         "channel": rng.random(60), "spatial": rng.random((1, 8, 6))}, image, (20, 40))
     assert "M_c and M_s" in csw.texts[0].get_text()
     raw = [a for a in csw.axes if a.get_title().startswith("M_s 8x6")][0]
     assert raw.images[0].get_array().shape == (8, 6)
-    lite = visualize.weight_maps_figure("stage2/module0/block0/cross", {"weights": rng.random((60, 8, 6))}, image,
+    lite = drawing.weight_maps_figure("stage2/module0/block0/cross", {"weights": rng.random((60, 8, 6))}, image,
                                         (20, 40))
     assert "Lite-HRNet" in lite.texts[0].get_text()
     assert [a.get_title() for a in lite.axes if a.images] == ["branch 0 (20 ch mean)", "branch 1 (40 ch mean)"]
-    se = visualize.weight_maps_figure("stage2/module0/block0/branch0/single", {"channel": rng.random(20)}, image)
+    se = drawing.weight_maps_figure("stage2/module0/block0/branch0/single", {"channel": rng.random(20)}, image)
     assert "SE channel weights" in se.axes[0].get_title()
     with pytest.raises(ValueError, match="no weight maps"):
-        visualize.weight_maps_figure("stage2/module0/block0/cross", {}, image)
+        drawing.weight_maps_figure("stage2/module0/block0/cross", {}, image)
 
 
 def test_joint_peak_target_scores_the_joint_heatmap_maximum():

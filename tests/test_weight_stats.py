@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model import build_model, run_with_probes
-from workbench.weight_stats import BINS, pooled_histogram, summary_rows, weight_statistics
+from workbench.interpret.weight_stats import BINS, pooled_histogram, summary_rows, weight_statistics
 
 
 @pytest.fixture(scope="module")

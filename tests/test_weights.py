@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from model import build_model
-from workbench.errors import WorkbenchError
-from workbench.weights import available_weights, find_weights, load_weights, read_manifest, save_weights
+from workbench.common.errors import WorkbenchError
+from workbench.zoo.loader import load
+from workbench.zoo.manifest import available_weights, find_weights, read_manifest, save_weights
 
 
 @pytest.fixture()
@@ -24,7 +25,7 @@ def test_round_trip_through_the_manifest(saved):
     assert read_manifest(folder) == [entry]
     assert available_weights("lite_csw_hrnet", folder) == [entry]
     assert available_weights("lite_hrnet_18", folder) == []
-    loaded = load_weights("csw_test", directory=folder)
+    loaded = load(None, "csw_test", directory=folder)
     assert loaded.name == "lite_csw_hrnet" and loaded.input_size == (256, 192)
     for key, value in network.state_dict().items():
         expected = value.half().float() if value.is_floating_point() else value
@@ -44,16 +45,16 @@ def test_a_replaced_file_is_refused(saved):
     _, entry, folder = saved
     torch.save(build_model("lite_csw_hrnet").state_dict(), folder / entry.file)
     with pytest.raises(WorkbenchError, match="does not match the manifest"):
-        load_weights("csw_test", directory=folder)
+        load(None, "csw_test", directory=folder)
 
 
 def test_missing_file_unknown_name_and_malformed_manifest(saved):
     _, entry, folder = saved
     with pytest.raises(WorkbenchError, match=r"no trained weights called 'nope'.*csw_test"):
-        load_weights("nope", directory=folder)
+        load(None, "nope", directory=folder)
     (folder / entry.file).unlink()
     with pytest.raises(WorkbenchError, match="is missing"):
-        load_weights("csw_test", directory=folder)
+        load(None, "csw_test", directory=folder)
     (folder / "manifest.json").write_text(json.dumps({"weights": [{"name": "x"}]}))
     with pytest.raises(WorkbenchError, match="malformed"):
         read_manifest(folder)
@@ -65,8 +66,8 @@ def test_a_manifest_naming_the_wrong_model_is_refused(saved):
     data["weights"][0]["model"] = "lite_hrnet_18"
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(WorkbenchError, match="do not fit model 'lite_hrnet_18'"):
-        load_weights("csw_test", directory=folder)
+        load(None, "csw_test", directory=folder)
     data["weights"][0]["model"] = "lite_csw_hrnet_v9"
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(WorkbenchError, match="names model 'lite_csw_hrnet_v9', which this workbench does not have"):
-        load_weights("csw_test", directory=folder)
+        load(None, "csw_test", directory=folder)

@@ -13,7 +13,7 @@ import shlex
 import sys
 
 from workbench import commands
-from workbench.errors import WorkbenchError
+from workbench.common.errors import WorkbenchError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,17 +18,18 @@ import pandas as pd
 import torch
 
 from model import location_maps, run_with_probes
-from workbench import visualize
+from workbench.interpret import drawing
 from workbench.app.inputs import MAX_SIDE, LoadedImage
-from workbench.app.models import LoadedModel, ModelCache, default_weights, model_structure
+from workbench.interpret.structure import model_structure
+from workbench.zoo.cache import LoadedModel, ModelCache, best_weights
 from workbench.data.transforms import to_tensor
-from workbench.errors import WorkbenchError
-from workbench.evaluation import Predictions, coco_results
-from workbench.files import write_atomic, write_json_atomic
-from workbench.gradcam import joint_gradcam
+from workbench.common.errors import WorkbenchError
+from workbench.evaluation.metrics import Predictions, coco_results
+from workbench.common.files import write_atomic, write_json_atomic
+from workbench.interpret.gradcam import joint_gradcam
 from workbench.inference import PoseEstimate, estimate_pose, model_device
-from workbench.keypoints import JOINT_NAMES
-from workbench.latency import Timing, time_interleaved
+from workbench.data.keypoints import JOINT_NAMES
+from workbench.speed.latency import Timing, time_interleaved
 
 LATENCY_REPEATS = 10
 
@@ -117,8 +118,8 @@ def weight_maps_image(result: InspectResult, location: str | None) -> np.ndarray
     if not maps:
         return None
     splits = model_structure(result.model_key[0]).splits.get(location)
-    figure = visualize.weight_maps_figure(location, maps, result.estimate.crop, splits)
-    return visualize.figure_to_array(figure)
+    figure = drawing.weight_maps_figure(location, maps, result.estimate.crop, splits)
+    return drawing.figure_to_array(figure)
 
 
 def gradcam_image(result: InspectResult, cache: ModelCache, joint: str, layer: str | None) -> np.ndarray | None:
@@ -132,9 +133,9 @@ def gradcam_image(result: InspectResult, cache: ModelCache, joint: str, layer: s
     crop = to_tensor(result.estimate.crop)[None]
     with loaded.lock:
         cam = joint_gradcam(loaded.network, crop, JOINT_NAMES.index(joint), layer)[0]
-    figure = visualize.map_over_crop_figure(result.estimate.crop, cam, f"Grad-CAM: {joint} at {layer}",
+    figure = drawing.map_over_crop_figure(result.estimate.crop, cam, f"Grad-CAM: {joint} at {layer}",
                                             "Grad-CAM (peak of the joint's heatmap)")
-    return visualize.figure_to_array(figure)
+    return drawing.figure_to_array(figure)
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,11 @@ def inspect_outputs(result: InspectResult, cache: ModelCache, location: str | No
     """Draw every Inspect panel and write the downloads to `folder`: keypoints.json (COCO results), heatmaps.npy
     (17, h, w) float32, and each figure as PNG."""
     estimate = result.estimate
-    skeleton = visualize.figure_to_array(visualize.skeleton_figure(
+    skeleton = drawing.figure_to_array(drawing.skeleton_figure(
         result.image.pixels, estimate.keypoints, estimate.scores, estimate.box, title=result.label))
-    grid = visualize.figure_to_array(visualize.heatmap_grid_figure(estimate.heatmaps, estimate.scores,
+    grid = drawing.figure_to_array(drawing.heatmap_grid_figure(estimate.heatmaps, estimate.scores,
                                                                    title=result.label))
-    merged = visualize.figure_to_array(visualize.merged_heatmaps_figure(estimate.crop, estimate.heatmaps))
+    merged = drawing.figure_to_array(drawing.merged_heatmaps_figure(estimate.crop, estimate.heatmaps))
     weight_maps = weight_maps_image(result, location)
     gradcam = gradcam_image(result, cache, joint, layer)
     files = [write_json_atomic(folder / "keypoints.json", keypoints_json(result), indent=1),
@@ -176,7 +177,7 @@ def inspect_outputs(result: InspectResult, cache: ModelCache, location: str | No
                 f"gradcam-{_slug(joint)}-{_slug(layer or '')}": gradcam}
     for name, picture in pictures.items():
         if picture is not None:
-            png = visualize.image_to_png(picture)
+            png = drawing.image_to_png(picture)
             files.append(write_atomic(folder / f"{name}.png", lambda temporary, png=png: temporary.write_bytes(png)))
     return InspectOutputs(status_text(result, cache.device), skeleton, keypoint_table(result), grid, merged,
                           weight_maps, gradcam, [str(path) for path in files])
@@ -190,7 +191,7 @@ def _locked_forward(loaded: LoadedModel, images: torch.Tensor) -> None:
 def forward_latencies(models: list[LoadedModel], images: torch.Tensor,
                       repeats: int = LATENCY_REPEATS) -> list[Timing]:
     """Wall time of one forward pass of each model on `images` (1, 3, H, W), timed interleaved (one call of each
-    per round, see `workbench.latency`) after one warm-up call each; CUDA work is synchronised before each reading."""
+    per round, see `workbench.speed.latency`) after one warm-up call each; CUDA work is synchronised before each reading."""
     device = model_device(models[0].network)
     images = images.to(device)
     calls = {str(index): partial(_locked_forward, loaded, images) for index, loaded in enumerate(models)}
@@ -219,7 +220,7 @@ def compare(cache: ModelCache, image: LoadedImage, box: np.ndarray | None, names
         raise WorkbenchError("no models chosen. Tick at least one model to compare.")
     results = []
     for name in names:
-        loaded = cache.get(name, default_weights(name))
+        loaded = cache.get(name, best_weights(name))
         results.append((loaded, run_inspect(loaded, image, box, flip)))
     crop = to_tensor(results[0][1].estimate.crop)[None]
     timings = forward_latencies([loaded for loaded, _ in results], crop)
@@ -231,9 +232,9 @@ def compare(cache: ModelCache, image: LoadedImage, box: np.ndarray | None, names
                      "forward ms (median)": round(timing.median_ms, 1), "min": round(timing.min_ms, 1),
                      "max": round(timing.max_ms, 1), "inference ms": round(result.inference_ms, 1),
                      "mean joint confidence": round(float(estimate.scores.mean()), 3)})
-        skeletons.append((visualize.figure_to_array(visualize.skeleton_figure(
+        skeletons.append((drawing.figure_to_array(drawing.skeleton_figure(
             image.pixels, estimate.keypoints, estimate.scores, estimate.box, title=result.label)), result.label))
-        heatmaps.append((visualize.figure_to_array(visualize.merged_heatmaps_figure(
+        heatmaps.append((drawing.figure_to_array(drawing.merged_heatmaps_figure(
             estimate.crop, estimate.heatmaps, f"{loaded.name}: heatmaps over the crop")), result.label))
         maps = weight_maps_image(result, location)
         if maps is not None:

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from model import model_names
-from workbench import visualize
+from workbench.interpret import drawing
 from workbench.app.analysis import CompareOutputs, InspectOutputs, InspectResult, compare, gradcam_image, \
     inspect_outputs, run_inspect, weight_maps_image
 from workbench.app.inputs import LoadedImage, detection_choices, example_images, load_image, person_box, \
     read_detections
-from workbench.app.models import CHECKPOINT, ModelCache, default_weights, model_structure, weight_choices
-from workbench.errors import WorkbenchError
+from workbench.app.models import weight_choices
+from workbench.interpret.structure import model_structure
+from workbench.zoo.cache import CHECKPOINT, ModelCache, best_weights
+from workbench.common.errors import WorkbenchError
 
 DEFAULT_MODEL = "lite_csw_hrnet"
 DEFAULT_LOCATION = "stage3/module0/block0/cross"
@@ -70,7 +72,7 @@ class Workbench:
         if not upload and not example:
             return None
         image, box = self.image_and_box(upload, example, box_mode, box_text, detection)
-        return image.pixels if box is None else visualize.draw_box(image.pixels, box)
+        return image.pixels if box is None else drawing.draw_box(image.pixels, box)
 
     def detections(self, path: str | None, upload: str | None, example: str | None) -> list[tuple[str, str]]:
         """Menu entries (label, "x, y, w, h") for the detections of the current image in the results file."""
@@ -87,7 +89,7 @@ class Workbench:
         default (the last, nearest the output)."""
         structure = model_structure(name)
         layers = list(structure.layers)
-        return (weight_choices(name), default_weights(name), list(structure.locations),
+        return (weight_choices(name), best_weights(name), list(structure.locations),
                 default_location(structure.locations), layers, layers[-1] if layers else None)
 
     def _folder(self) -> Path:

@@ -1,6 +1,6 @@
 """The Complexity tab: the complexity report's table and plots, computed on demand or read from the report files.
 
-On demand, `workbench.complexity` counts the chosen models at one input size (parameters, fvcore GFLOPs, the GFLOPs
+On demand, `workbench.speed.complexity` counts the chosen models at one input size (parameters, fvcore GFLOPs, the GFLOPs
 of each published row's convention) and, when asked, times them in its quick mode (eager PyTorch, the fast PyTorch
 path and ONNX Runtime at batch 1 on this machine, interleaved; CUDA too when present); the table is the report's
 own CSV record, with the paper's printed parameters, GFLOPs and AP beside the measured ones. The full report
@@ -18,12 +18,12 @@ import torch
 from matplotlib import pyplot
 
 from model import INPUT_SIZES, model_names
-from workbench import visualize
+from workbench.interpret import drawing
 from workbench.app.messages import readable
-from workbench.complexity import QUICK_SPEED, SpeedSettings, measure_rows
-from workbench.complexity_report import FLOPS_AP_PLOT, LATENCY_PLOT, csv_record, flops_ap_figure, latency_flops_figure
-from workbench.errors import WorkbenchError
-from workbench.paths import reports_dir
+from workbench.speed.complexity import QUICK_SPEED, SpeedSettings, measure_rows
+from workbench.reports.complexity import FLOPS_AP_PLOT, LATENCY_PLOT, csv_record, flops_ap_figure, latency_flops_figure
+from workbench.common.errors import WorkbenchError
+from workbench.common.paths import reports_dir
 
 QUICK_MODELS = ("lite_csw_hrnet", "lite_hrnet_18", "mobilenetv2", "shufflenetv2")
 REPORT_CSV = "complexity.csv"
@@ -48,9 +48,9 @@ def read_report(directory: str | Path | None = None) -> tuple[pd.DataFrame, str 
 
 
 def _pixels(figure) -> np.ndarray:
-    """Render a pyplot figure of `workbench.complexity` to RGB (H, W, 3) and close it."""
+    """Render a pyplot figure of `workbench.speed.complexity` to RGB (H, W, 3) and close it."""
     try:
-        return visualize.figure_to_array(figure)
+        return drawing.figure_to_array(figure)
     finally:
         pyplot.close(figure)
 

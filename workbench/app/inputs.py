@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from workbench.data.coco import SKIP_REASONS, box_problem, read_json
-from workbench.errors import WorkbenchError
-from workbench.images import decode_image, read_image
-from workbench.paths import data_root
+from workbench.common.errors import WorkbenchError
+from workbench.data.images import decode_image, read_image
+from workbench.common.paths import data_root
 
 MAX_SIDE = 4096
 BOX_MODES = ("whole image", "typed box", "detection file")

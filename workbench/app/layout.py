@@ -12,7 +12,7 @@ from workbench.app.callbacks import COMPARE_MODELS, DEFAULT_MODEL, Workbench, co
 from workbench.app.inputs import BOX_MODES, MAX_SIDE
 from workbench.app.messages import readable
 from workbench.app.models import model_choices
-from workbench.keypoints import JOINT_NAMES
+from workbench.data.keypoints import JOINT_NAMES
 
 CACHE_CLEANUP = (3600, 3600)  # every hour, delete the served files older than an hour
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from workbench.errors import WorkbenchError
+from workbench.common.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
 

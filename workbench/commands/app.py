@@ -26,9 +26,9 @@ def run(args: argparse.Namespace) -> int:
 
     from workbench.app.callbacks import Workbench
     from workbench.app.layout import build_app
-    from workbench.app.models import ModelCache
-    from workbench.devices import resolve_device
-    from workbench.errors import WorkbenchError
+    from workbench.zoo.cache import ModelCache
+    from workbench.common.devices import resolve_device
+    from workbench.common.errors import WorkbenchError
 
     if args.threads:
         torch.set_num_threads(args.threads)

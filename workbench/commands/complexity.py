@@ -53,10 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from model import model_names
-    from workbench.complexity import QUICK_SPEED, SpeedSettings, measure_rows
-    from workbench.complexity_report import load_measured_ap, write_report
-    from workbench.errors import WorkbenchError
-    from workbench.paths import reports_dir
+    from workbench.speed.complexity import QUICK_SPEED, SpeedSettings, measure_rows
+    from workbench.reports.complexity import load_measured_ap, write_report
+    from workbench.common.errors import WorkbenchError
+    from workbench.common.paths import reports_dir
 
     models = args.models or model_names()
     unknown = [m for m in models if m not in model_names()]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workbench.codec import DECODERS
 from workbench.commands import positive_int
 
 WORKERS = 2
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="normalisation std for pixels in [0, 1] (default: ImageNet's 0.229 0.224 0.225)")
     parser.add_argument("--annotations", type=Path, help="COCO person-keypoints json (not with --manifest)")
     parser.add_argument("--images", type=Path, help="folder of the annotation file's images (not with --manifest)")
-    parser.add_argument("--sets", nargs="+", help="with --manifest: named sets of workbench.evaluation_sets (default: "
+    parser.add_argument("--sets", nargs="+", help="with --manifest: named sets of workbench.evaluation.sets (default: "
                                                   "fashion-pose-val-annotated fashion-pose-val coco-sample-gt "
                                                   "coco-sample)")
     parser.add_argument("--detections", type=Path, help="person boxes in COCO results format (default: the "
@@ -64,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--oks-threshold", type=float, default=THRESHOLDS["oks_threshold"],
                         help="OKS NMS threshold (1 disables)")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="skip the flip test")
-    parser.add_argument("--decode", choices=("standard", "dark"), default="standard",
+    parser.add_argument("--decode", choices=DECODERS, default="standard",
                         help="heatmap decoding: quarter-pixel offset, or DARK refinement (--manifest reports both)")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--workers", type=int, help=f"DataLoader worker processes, {WORKERS} when not given (not "
@@ -88,7 +89,7 @@ def image_set_name(annotations: Path) -> str:
 def check_options(args: argparse.Namespace) -> None:
     """Refuse, with one WorkbenchError each, counts that cannot work and options that the chosen mode would
     ignore."""
-    from workbench.errors import WorkbenchError
+    from workbench.common.errors import WorkbenchError
 
     if args.workers is not None and args.workers < 0:
         raise WorkbenchError(f"--workers is {args.workers}: give a whole number of at least 0.")
@@ -114,13 +115,14 @@ def check_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from workbench.checkpoints import OnnxModel, load_model
-    from workbench.data import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints
-    from workbench.devices import resolve_device
-    from workbench.errors import WorkbenchError
-    from workbench.evaluation import dataset_metrics, dataset_results, format_metrics, has_keypoint_annotations
-    from workbench.files import write_json_atomic
-    from workbench.paths import reports_dir
+    from workbench.zoo.loader import load
+    from workbench.data.dataset import CocoKeypoints
+    from workbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from workbench.common.devices import resolve_device
+    from workbench.common.errors import WorkbenchError
+    from workbench.evaluation.metrics import dataset_metrics, dataset_results, format_metrics, has_keypoint_annotations
+    from workbench.common.files import write_json_atomic
+    from workbench.common.paths import reports_dir
 
     check_options(args)
     if args.threads:
@@ -138,14 +140,12 @@ def run(args: argparse.Namespace) -> int:
     input_size = tuple(args.input_size) if args.input_size else (256, 192)
     model = None
     if args.onnx:
-        model = OnnxModel(args.onnx)
-        if args.input_size and input_size != model.input_size:
-            raise WorkbenchError(f"{args.onnx} takes {model.input_size[0]}x{model.input_size[1]} input, not "
-                                 f"{input_size[0]}x{input_size[1]}: drop --input-size or re-export.")
+        model = load(None, args.onnx, input_size=tuple(args.input_size) if args.input_size else None,
+                     threads=args.threads)
         input_size, label = model.input_size, args.onnx.stem
     elif args.model:
         device = resolve_device(args.device)
-        model, label = load_model(args.model, args.checkpoint, input_size).to(device), args.model
+        model, label = load(args.model, args.checkpoint, input_size=input_size, device=device), args.model
     else:
         label = "round-trip"
     label = label.replace("_", "-")
@@ -188,12 +188,12 @@ def run(args: argparse.Namespace) -> int:
 
 def run_manifest(args: argparse.Namespace) -> int:
     """Evaluate the manifest's weights (all, or `args.manifest`'s names) on `args.sets` and write the report."""
-    from workbench.devices import resolve_device
-    from workbench.errors import WorkbenchError
-    from workbench.evaluation_report import REPORT_SETS, evaluation_table, write_evaluation_report
-    from workbench.evaluation_sets import evaluation_sets
-    from workbench.paths import reports_dir
-    from workbench.weights import find_weights, read_manifest
+    from workbench.common.devices import resolve_device
+    from workbench.common.errors import WorkbenchError
+    from workbench.reports.evaluation import REPORT_SETS, evaluation_table, write_evaluation_report
+    from workbench.evaluation.sets import evaluation_sets
+    from workbench.common.paths import reports_dir
+    from workbench.zoo.manifest import find_weights, read_manifest
 
     device = resolve_device(args.device)
     if args.paired:
@@ -212,10 +212,10 @@ def run_manifest(args: argparse.Namespace) -> int:
 
 def run_paired(args: argparse.Namespace, device) -> int:
     """Compare the two entries of `args.manifest` on `args.sets` with a paired bootstrap and write the report."""
-    from workbench.evaluation_sets import evaluation_sets
-    from workbench.paired_comparison import PAIRED_SETS, paired_table, write_paired_report
-    from workbench.paths import reports_dir
-    from workbench.weights import find_weights
+    from workbench.evaluation.sets import evaluation_sets
+    from workbench.reports.paired import PAIRED_SETS, paired_table, write_paired_report
+    from workbench.common.paths import reports_dir
+    from workbench.zoo.manifest import find_weights
 
     first, second = (find_weights(name) for name in args.manifest)
     table = paired_table(first, second, evaluation_sets(args.sets or PAIRED_SETS), (args.decode,), flip=args.flip,

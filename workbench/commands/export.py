@@ -37,13 +37,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from model import build_model, model_names
-    from workbench.checkpoints import load_model
-    from workbench.errors import WorkbenchError
-    from workbench.export import (conditioned_random_weights, export_onnx, onnx_parity, operators_csv,
+    from workbench.zoo.loader import load
+    from workbench.common.errors import WorkbenchError
+    from workbench.speed.onnx_export import (conditioned_random_weights, export_onnx, onnx_parity, operators_csv,
                                   operators_table, ort_session, profile_operators, run_session, save_onnx)
-    from workbench.files import write_text_atomic
-    from workbench.latency import time_interleaved
-    from workbench.paths import reports_dir
+    from workbench.common.files import write_text_atomic
+    from workbench.speed.latency import time_interleaved
+    from workbench.common.paths import reports_dir
 
     if args.model not in model_names():
         raise WorkbenchError(f"unknown model {args.model!r}. Choose one of: {', '.join(model_names())}.")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if height <= 0 or width <= 0 or height % 32 or width % 32:
         raise WorkbenchError(f"size {height}x{width} is not a positive multiple of 32: use e.g. 256x192.")
     if args.checkpoint:
-        network = load_model(args.model, args.checkpoint, args.size)
+        network = load(args.model, args.checkpoint, input_size=args.size)
     else:
         network = conditioned_random_weights(build_model(args.model, input_size=args.size), args.size)
     graph = export_onnx(network, args.size, batch_size=args.batch, optimize=args.optimize)

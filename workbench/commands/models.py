@@ -14,7 +14,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from model import build_model, model_names, run_with_probes
-    from workbench.errors import WorkbenchError
+    from workbench.common.errors import WorkbenchError
 
     size = tuple(args.input_size)
     print(f"{'model':<16} {'parameters':>12}  {'heatmaps':<16} weight maps")

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workbench.notebooks import execute_notebooks
+    from workbench.notebooks.execute import execute_notebooks
 
     runs = execute_notebooks(args.names, args.quick, args.output,
                              on_done=lambda done: print(f"{done.name}: {done.seconds:.0f} s -> {done.path}",

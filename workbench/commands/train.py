@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workbench.errors import WorkbenchError
-    from workbench.paths import REPO_ROOT
+    from workbench.common.errors import WorkbenchError
+    from workbench.common.paths import REPO_ROOT
     from workbench.training import build_config, config_names, load_config, plot_training, train
     from workbench.training.checkpointing import load_checkpoint
     from workbench.training.loop import CURVES, LAST

@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from workbench.errors import WorkbenchError
-    from workbench.weights import read_manifest, verified_path
+    from workbench.common.errors import WorkbenchError
+    from workbench.zoo.manifest import read_manifest, verified_path
 
     entries = read_manifest()
     if not entries:
@@ -53,7 +53,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_publish(args: argparse.Namespace) -> int:
     import torch
 
-    from workbench.publishing import publish_run
+    from workbench.training.publishing import publish_run
 
     if args.threads:
         torch.set_num_threads(args.threads)

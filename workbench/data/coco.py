@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from workbench.errors import WorkbenchError
-from workbench.keypoints import NUM_JOINTS
+from workbench.common.errors import WorkbenchError
+from workbench.data.keypoints import NUM_JOINTS
 
 SKIP_REASONS = {
     "crowd": "ground-truth crowd region (iscrowd=1)",

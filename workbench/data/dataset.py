@@ -19,12 +19,12 @@ from torch.utils.data import Dataset
 
 from workbench.data.coco import SKIP_REASONS, Instance, InstanceSet, detection_instances, ground_truth_instances, \
     person_category, read_json
-from workbench.data.targets import ENCODINGS, HEATMAP_STRIDE, default_sigma, gaussian_heatmaps
+from workbench.codec import ENCODINGS, HEATMAP_STRIDE, default_sigma, encode_heatmaps
 from workbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Augmentation, CropParams, box_to_center_size, \
     compose, crop_matrix, hflip_matrix, sample_crop_params, to_tensor, transform_points, warp_crop
-from workbench.errors import WorkbenchError
-from workbench.images import ImageReadError, read_image
-from workbench.keypoints import FLIP_INDEX
+from workbench.common.errors import WorkbenchError
+from workbench.data.images import ImageReadError, read_image
+from workbench.data.keypoints import FLIP_INDEX
 
 
 class CocoKeypoints(Dataset):
@@ -34,7 +34,7 @@ class CocoKeypoints(Dataset):
     least `score_threshold`; `enclose_keypoints` grows ground-truth boxes to contain their labelled keypoints.
     `input_size` is (height, width); heatmaps are a quarter of it. `train=True` applies `augmentation`; otherwise
     every crop is the padded box, unrotated. Targets use `encoding` ("standard" or "unbiased", see
-    `gaussian_heatmaps`) and `sigma` (default 2 at 256x192, 3 at 384x288). `mean` and `std` are per RGB channel for
+    `encode_heatmaps`) and `sigma` (default 2 at 256x192, 3 at 384x288). `mean` and `std` are per RGB channel for
     pixels scaled to [0, 1].
     """
 
@@ -162,7 +162,7 @@ class CocoKeypoints(Dataset):
             "error": error,
         }
         if self.with_targets:
-            target, weight = gaussian_heatmaps(joints / HEATMAP_STRIDE, visible, self.heatmap_size, self.sigma,
+            target, weight = encode_heatmaps(joints / HEATMAP_STRIDE, visible, self.heatmap_size, self.sigma,
                                                self.encoding)
             sample["target"] = torch.from_numpy(target)
             sample["target_weight"] = torch.from_numpy(weight * (not error))

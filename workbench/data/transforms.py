@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from workbench.keypoints import LOWER_BODY, UPPER_BODY
+from workbench.data.keypoints import LOWER_BODY, UPPER_BODY
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

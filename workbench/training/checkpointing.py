@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.errors import WorkbenchError
-from workbench.files import write_atomic
+from workbench.common.errors import WorkbenchError
+from workbench.common.files import write_atomic
 from workbench.training.config import Config, build_config, model_differences
 
 FORMAT = "workbench-training-checkpoint-1"
@@ -49,7 +49,7 @@ def restore_rng(rng: dict[str, Any]) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """torch.save `state` atomically (`workbench.files.write_atomic`): a crash at any moment leaves either the old
+    """torch.save `state` atomically (`workbench.common.files.write_atomic`): a crash at any moment leaves either the old
     file or the new one, never half of one."""
     return write_atomic(path, lambda temporary: torch.save({"format": FORMAT, **state}, temporary))
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from workbench.data.targets import ENCODINGS
-from workbench.errors import WorkbenchError
-from workbench.paths import data_root
+from workbench.codec import ENCODINGS
+from workbench.common.errors import WorkbenchError
+from workbench.common.paths import data_root
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

@@ -12,9 +12,10 @@ from typing import Any, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from workbench.data import Augmentation, CocoKeypoints
+from workbench.data.dataset import CocoKeypoints
+from workbench.data.transforms import Augmentation
 from workbench.training.config import Config, data_path
-from workbench.training.interrupt import ignore_interrupts
+from workbench.common.stop_signals import ignore_interrupts
 
 
 def build_datasets(config: Config) -> tuple[CocoKeypoints, CocoKeypoints | None]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from workbench.devices import resolve_device
+from workbench.common.devices import resolve_device
 
 TIMEOUT = timedelta(hours=2)
 """How long a process waits for the others, e.g. while rank 0 validates (a full COCO val run takes minutes)."""

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import WorkbenchError
-from workbench.files import write_atomic, write_text_atomic
+from workbench.common.errors import WorkbenchError
+from workbench.common.files import write_atomic, write_text_atomic
 
 
 def append_record(path: str | Path, record: dict[str, Any]) -> None:

@@ -21,15 +21,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from workbench.data import CocoKeypoints
-from workbench.errors import WorkbenchError
-from workbench.files import write_text_atomic
+from workbench.data.dataset import CocoKeypoints
+from workbench.common.errors import WorkbenchError
+from workbench.common.files import write_text_atomic
 from workbench.training import distributed
 from workbench.training.checkpointing import capture_rng, load_checkpoint, load_model_state, restore_rng, \
     save_checkpoint
 from workbench.training.config import Config, changed_settings, dump
 from workbench.training.data import build_datasets, build_train_loader
-from workbench.training.interrupt import StopRequests
+from workbench.common.stop_signals import StopRequests
 from workbench.training.logs import TensorBoard, append_record, plot_training, truncate_log
 from workbench.training.loss import JointsMSELoss
 from workbench.training.schedule import build_scheduler
@@ -109,8 +109,8 @@ def train_step(model: nn.Module, batch: dict[str, Any], criterion: nn.Module, op
 
 def validate(model: nn.Module, dataset: CocoKeypoints, config: Config, progress: bool) -> dict[str, Any]:
     """COCO keypoint metrics of `model` on the validation set (ground-truth boxes, flip test as configured), over
-    the images `workbench.evaluation.dataset_metrics` counts."""
-    from workbench.evaluation import evaluate_dataset
+    the images `workbench.evaluation.metrics.dataset_metrics` counts."""
+    from workbench.evaluation.metrics import evaluate_dataset
 
     model.eval()
     settings = config["validation"]
@@ -125,7 +125,7 @@ def build_network(config: Config, load_backbone: bool) -> nn.Module:
     when `load_backbone`."""
     from model import build_model
 
-    from workbench.checkpoints import load_state_dict
+    from workbench.zoo.checkpoints import load_state_dict
 
     options = dict(config["model"]["options"])
     if load_backbone and config["model"]["backbone_weights"]:

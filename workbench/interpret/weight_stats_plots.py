@@ -1,8 +1,8 @@
-"""Tables and figures of `workbench.weight_stats` for several models side by side (notebooks and app alike).
+"""Tables and figures of `workbench.interpret.weight_stats` for several models side by side (notebooks and app alike).
 
 `statistics_frame` lays the per-(stage, function, kind) summaries of every model in one table;
 `weight_statistics_figure` draws them: the pooled distribution of the weights, how many saturate near 0 or 1, and
-how much they vary across images and within one image. Figures are built without pyplot (see `workbench.visualize`).
+how much they vary across images and within one image. Figures are built without pyplot (see `workbench.interpret.drawing`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from workbench.weight_stats import BINS, HIGH, LOW, WeightMapStats, pooled_histogram, summary_rows
+from workbench.interpret.weight_stats import BINS, HIGH, LOW, WeightMapStats, pooled_histogram, summary_rows
 
 
 def statistics_frame(statistics: Mapping[str, list[WeightMapStats]]) -> pd.DataFrame:

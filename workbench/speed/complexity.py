@@ -13,8 +13,8 @@ README's "M", by 1e9 for fvcore's GFLOPs as printed in the reference tables).
   their input resolution) plus bias, batch norm (2 per element), ReLU (1 per element), max and fixed-kernel average
   pooling (1 per input element) and nearest upsampling (1 per output pixel); a module that runs twice counts once.
 
-`measure_rows` then times the models (`workbench.latency`, `workbench.fast_inference`, `workbench.export`): latency,
-peak memory and throughput; `workbench.complexity_report` writes the report.
+`measure_rows` then times the models (`workbench.speed.latency`, `workbench.speed.compiled`, `workbench.speed.onnx_export`): latency,
+peak memory and throughput; `workbench.reports.complexity` writes the report.
 """
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ from torch import nn
 from tqdm import tqdm
 
 from model import build_model
-from workbench.export import conditioned_random_weights, export_onnx, ort_session, run_session
-from workbench.fast_inference import fast_model
-from workbench.latency import Timing, peak_memory_bytes, set_threads, throughput, time_cuda_events, time_interleaved
-from workbench.published import row_convention
+from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, ort_session, run_session
+from workbench.speed.compiled import fast_model
+from workbench.speed.latency import Timing, peak_memory_bytes, set_threads, throughput, time_cuda_events, time_interleaved
+from workbench.speed.published import row_convention
 
 Handle = Callable[[list[Any], list[Any]], int]
 
@@ -330,6 +330,6 @@ def measure_rows(models: list[str], sizes: list[tuple[int, int]], settings: Spee
         rows.append(row)
     if settings is not None:
         notes.append("Timings use untrained networks whose weights were re-drawn at trained-network scale "
-                     "(`workbench.export.conditioned_random_weights`): the N(0, 0.001) initialisation gives ~1e-18 "
+                     "(`workbench.speed.onnx_export.conditioned_random_weights`): the N(0, 0.001) initialisation gives ~1e-18 "
                      "activations and denormal slow paths, and speed does not otherwise depend on the values.")
     return rows, notes

@@ -2,7 +2,7 @@
 heatmaps, weight maps at chosen locations, Grad-CAM for every joint), the numbers that say what those pictures show,
 and readings written from those numbers, so that they stay true whatever the weights.
 
-Models come as the app loads them (`workbench.app.models`: the best manifest weights, else the seeded random
+Models come from the zoo's cache (`workbench.zoo.cache`: the best manifest weights, else the seeded random
 initialisation, labelled untrained).
 """
 from __future__ import annotations
@@ -19,15 +19,16 @@ from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Subset
 
 from model import location_maps, run_with_probes
-from workbench import visualize
-from workbench.app.models import LoadedModel, ModelCache, default_weights, model_structure
+from workbench.interpret import drawing
+from workbench.interpret.structure import model_structure
+from workbench.zoo.cache import LoadedModel, ModelCache, best_weights
 from workbench.data.transforms import to_tensor, transform_points
-from workbench.evaluation_sets import EvalSet, dataset_of, evaluation_sets
-from workbench.gradcam import gradcam_layers, joint_gradcam
-from workbench.images import read_image
+from workbench.evaluation.sets import EvalSet, dataset_of, evaluation_sets
+from workbench.interpret.gradcam import gradcam_layers, joint_gradcam
+from workbench.data.images import read_image
 from workbench.inference import PoseEstimate, estimate_pose, model_device
-from workbench.keypoints import JOINT_NAMES
-from workbench.weight_stats import HIGH, LOW, WeightMapStats, weight_statistics
+from workbench.data.keypoints import JOINT_NAMES
+from workbench.interpret.weight_stats import HIGH, LOW, WeightMapStats, weight_statistics
 
 CAM_RADIUS_FRACTION = 1 / 16
 """A Grad-CAM peak "at its joint" lies within this fraction of the crop height of it (16 px at 256x192)."""
@@ -73,7 +74,7 @@ def pick_people(set_names: Sequence[str], per_set: int, root: str | Path | None 
 def load_models(names: Sequence[str], device: str = "cpu") -> list[LoadedModel]:
     """Each model of `names` with its best manifest weights, or untrained if it has none (as the app shows it)."""
     cache = ModelCache(torch.device(device), capacity=len(names))
-    return [cache.get(name, default_weights(name)) for name in names]
+    return [cache.get(name, best_weights(name)) for name in names]
 
 
 def default_cam_layer(network: torch.nn.Module) -> str:
@@ -133,7 +134,7 @@ def models_status(models: Sequence[LoadedModel]) -> str:
 
 def side_by_side(figures: Sequence[Figure], title: str = "") -> Figure:
     """Several figures rendered and set in one row, e.g. the same picture for two models."""
-    pictures = [visualize.figure_to_array(figure) for figure in figures]
+    pictures = [drawing.figure_to_array(figure) for figure in figures]
     height = max(picture.shape[0] for picture in pictures)
     width = sum(picture.shape[1] for picture in pictures)
     combined = Figure(figsize=(width / 100, height / 100 + (0.3 if title else 0.0)), dpi=100, layout="constrained")
@@ -149,14 +150,14 @@ def side_by_side(figures: Sequence[Figure], title: str = "") -> Figure:
 def skeletons_figure(looks: Sequence[Look]) -> Figure:
     """The keypoints each model found for one person, side by side over the whole image."""
     image = read_image(looks[0].person.image)
-    return side_by_side([visualize.skeleton_figure(image, item.estimate.keypoints, item.estimate.scores,
+    return side_by_side([drawing.skeleton_figure(image, item.estimate.keypoints, item.estimate.scores,
                                                    item.estimate.box, title=item.loaded.label, width=5.0)
                          for item in looks])
 
 
 def heatmaps_figure(looks: Sequence[Look]) -> Figure:
     """The 17 heatmaps each model computed for one person, side by side."""
-    return side_by_side([visualize.heatmap_grid_figure(item.estimate.heatmaps, item.estimate.scores,
+    return side_by_side([drawing.heatmap_grid_figure(item.estimate.heatmaps, item.estimate.scores,
                                                        title=item.loaded.label) for item in looks])
 
 
@@ -168,7 +169,7 @@ def weight_maps_figure(looks: Sequence[Look], location: str) -> Figure | None:
         maps = location_maps(item.maps, location)
         if maps:
             splits = model_structure(item.loaded.name).splits.get(location)
-            figure = visualize.weight_maps_figure(location, maps, item.estimate.crop, splits)
+            figure = drawing.weight_maps_figure(location, maps, item.estimate.crop, splits)
             figure.suptitle("\n".join(filter(None, [item.loaded.label, figure.get_suptitle()])), fontsize=9)
             figures.append(figure)
     return side_by_side(figures) if figures else None
@@ -184,7 +185,7 @@ def gradcam_figure(item: Look, columns: int = 6) -> Figure:
         axes.set_axis_off()
         if index >= len(JOINT_NAMES):
             continue
-        axes.imshow(visualize.overlay(item.estimate.crop, item.cams[index], 0.0, 1.0))
+        axes.imshow(drawing.overlay(item.estimate.crop, item.cams[index], 0.0, 1.0))
         if item.labelled[index]:
             axes.scatter(*item.joints[index], s=40, facecolors="none", edgecolors="white", linewidths=1.2)
         axes.set_title(JOINT_NAMES[index], fontsize=7)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import WorkbenchError
-from workbench.files import write_atomic
-from workbench.paths import REPO_ROOT, reports_dir
+from workbench.common.errors import WorkbenchError
+from workbench.common.files import write_atomic
+from workbench.common.paths import REPO_ROOT, reports_dir
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NOTEBOOKS = ("01_complexity", "02_training", "03_evaluation", "04_inside_csw")

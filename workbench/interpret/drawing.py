@@ -18,7 +18,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from workbench.keypoints import JOINT_NAMES, SKELETON
+from workbench.data.keypoints import JOINT_NAMES, SKELETON
 
 CONFIDENCE_CMAP = "viridis"
 HEATMAP_CMAP = "jet"

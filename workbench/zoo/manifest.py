@@ -1,8 +1,8 @@
 """The project's own trained weights, described by data: `weights/manifest.json`.
 
 Each entry names a weights file in `weights/`, the model and input size it fits, its sha256, and the run that made
-it (data and split, epochs, schedule, wall time, measured metrics). Weights load by entry name through the manifest,
-the file's sha256 checked first; a mismatch is refused. Files may hold fp16 tensors; they load as float32.
+it (data and split, epochs, schedule, wall time, measured metrics). `workbench.zoo.loader.load` loads them by entry name,
+the file's sha256 checked first (`verified_path`); a mismatch is refused. Files may hold fp16 tensors; they load as float32.
 """
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from typing import Any
 
 import torch
 
-from workbench.checkpoints import load_state_dict
-from workbench.errors import WorkbenchError
-from workbench.files import write_atomic, write_text_atomic
-from workbench.paths import weights_dir
+from workbench.common.errors import WorkbenchError
+from workbench.common.files import write_atomic, write_text_atomic
+from workbench.common.paths import weights_dir
 
 MANIFEST = "manifest.json"
 
@@ -98,41 +97,6 @@ def verified_path(entry: WeightsEntry, directory: str | Path | None = None) -> P
             f"{entry.sha256[:12]}...): it is corrupt or was replaced; restore it with git or retrain {entry.name!r}"
         )
     return path
-
-
-def load_weights(name: str, device: str | torch.device = "cpu", directory: str | Path | None = None) -> torch.nn.Module:
-    """Build the model of manifest entry `name`, load its verified weights as float32, eval mode, on `device`."""
-    from model import build_model, model_names
-
-    entry = find_weights(name, directory)
-    if entry.model not in model_names():
-        raise WorkbenchError(f"manifest entry {name!r} names model {entry.model!r}, which this workbench does not "
-                             f"have (it has {', '.join(model_names())}): fix the entry's \"model\" or update the code")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(verified_path(entry, directory)).items()}
-    network = build_model(entry.model, input_size=entry.input_size)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        raise WorkbenchError(
-            f"weights {name!r} do not fit model {entry.model!r} ({str(error).splitlines()[0]}); "
-            "the manifest names the wrong model: fix the entry or retrain"
-        ) from None
-    return network.eval().to(device)
-
-
-UNTRAINED_SEED = 0
-"""The seed of every "untrained" network the workbench shows (app, notebooks, evaluation baselines), so that the
-same random initialisation is compared everywhere."""
-
-
-def untrained_model(name: str, input_size: tuple[int, int] = (256, 192)) -> torch.nn.Module:
-    """Model `name` for `input_size` (H, W) with the seeded random initialisation (`UNTRAINED_SEED`), eval mode;
-    the global random state is left as it was."""
-    from model import build_model
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(UNTRAINED_SEED)
-        return build_model(name, input_size=tuple(input_size)).eval()
 
 
 def save_weights(

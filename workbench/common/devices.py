@@ -5,7 +5,7 @@ import re
 
 import torch
 
-from workbench.errors import WorkbenchError
+from workbench.common.errors import WorkbenchError
 
 
 def resolve_device(choice: str, setting: str = "--device") -> torch.device:

@@ -14,8 +14,8 @@ from torch import nn
 from model.hrnet import HRNet
 from model.lite_hrnet import LiteHRNet
 from model.simple_baseline import SimpleBaseline
-from workbench.errors import WorkbenchError
-from workbench.keypoints import JOINT_NAMES
+from workbench.common.errors import WorkbenchError
+from workbench.data.keypoints import JOINT_NAMES
 
 
 class JointPeakTarget:

@@ -14,10 +14,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from workbench.evaluation import dataset_results, paired_bootstrap
-from workbench.evaluation_sets import EvalSet, dataset_of
-from workbench.files import write_text_atomic
-from workbench.weights import WeightsEntry, load_weights
+from workbench.evaluation.metrics import dataset_results, paired_bootstrap
+from workbench.evaluation.sets import EvalSet, dataset_of
+from workbench.common.files import write_text_atomic
+from workbench.zoo.loader import load
+from workbench.zoo.manifest import WeightsEntry
 
 PAIRED_SETS = ("fashion-pose-val-annotated", "fashion-pose-val")
 """The sets a paired comparison uses by default: the ones large enough to say something (coco-sample has 4 images)."""
@@ -31,7 +32,7 @@ def paired_table(first: WeightsEntry, second: WeightsEntry, sets: Sequence[EvalS
     """One line per (set, decoding): both entries' AP on the set's images (each at its own input size), the
     difference first minus second, its 95% paired bootstrap interval over images, and the share of resamples in
     which the first scores higher."""
-    networks = [load_weights(entry.name, device) for entry in (first, second)]
+    networks = [load(entry.model, entry, device=device) for entry in (first, second)]
     lines = []
     jobs = [(eval_set, decode) for eval_set in sets for decode in decodings]
     for eval_set, decode in tqdm(jobs, desc="paired", unit="set", disable=not progress):

@@ -1,6 +1,6 @@
 """The data sets the workbench evaluates on, by name, and one call that evaluates a network on one of them.
 
-Sample sets under the data folder (`workbench.paths.data_root`): coco-sample (its detector's person boxes, or the
+Sample sets under the data folder (`workbench.common.paths.data_root`): coco-sample (its detector's person boxes, or the
 ground truth), fashion-pose val (ground-truth boxes as annotated, or grown to enclose the labelled keypoints as
 the training configs do) and fashion-pose train; COCO val2017 when its folder is given.
 """
@@ -13,10 +13,10 @@ from typing import Any
 
 from torch import nn
 
-from workbench.data import CocoKeypoints
-from workbench.errors import WorkbenchError
-from workbench.evaluation import evaluate_dataset
-from workbench.paths import data_root
+from workbench.data.dataset import CocoKeypoints
+from workbench.common.errors import WorkbenchError
+from workbench.evaluation.metrics import evaluate_dataset
+from workbench.common.paths import data_root
 
 Size = tuple[int, int]
 

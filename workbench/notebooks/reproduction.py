@@ -1,5 +1,5 @@
 """What the reproduction notebooks compute, as functions a test can call: the rows of the paper's Tables 2 and 3
-measured beside the printed figures (complexity and AP, on the sets of `workbench.evaluation_sets`), and training
+measured beside the printed figures (complexity and AP, on the sets of `workbench.evaluation.sets`), and training
 in chunks that show the curves as they grow.
 
 Tables are pandas DataFrames with readable column names; every measured column says "measured" (or names the
@@ -16,16 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.complexity import G, QUICK_SPEED, ComplexityRow, SpeedSettings, measure_rows
-from workbench.complexity_report import csv_record
-from workbench.errors import WorkbenchError
-from workbench.evaluation_report import METRICS, ROUND_TRIP, UNTRAINED
-from workbench.evaluation_sets import EvalSet
-from workbench.paths import REPO_ROOT
-from workbench.published import published_row, published_rows
+from workbench.speed.complexity import G, QUICK_SPEED, ComplexityRow, SpeedSettings, measure_rows
+from workbench.reports.complexity import csv_record
+from workbench.common.errors import WorkbenchError
+from workbench.reports.evaluation import METRICS, ROUND_TRIP
+from workbench.zoo.cache import UNTRAINED_LABEL
+from workbench.evaluation.sets import EvalSet
+from workbench.common.paths import REPO_ROOT
+from workbench.speed.published import published_row, published_rows
 from workbench.training import TrainingResult, build_config, config_names, load_config, read_log, train
 from workbench.training.loop import CURVES, LAST, LOG
-from workbench.weights import WeightsEntry
+from workbench.zoo.manifest import WeightsEntry
 
 Size = tuple[int, int]
 SPEED_MODES = ("none", "quick", "full")
@@ -148,7 +149,7 @@ def flops_latency_agreement(rows: Sequence[ComplexityRow]) -> str:
 # AP columns of Tables 2 and 3
 
 BASELINES = {ROUND_TRIP: "baseline: ground truth through the pipeline (round trip)",
-             UNTRAINED: "baseline: untrained (random init)"}
+             UNTRAINED_LABEL: "baseline: untrained (random init)"}
 """What each baseline line of `evaluation_table` is, in the words of the notebook."""
 
 
@@ -208,7 +209,7 @@ def evaluation_reading(measured: pd.DataFrame, sets: Sequence[EvalSet]) -> str:
     trained = measured[measured["what"] == "trained checkpoint"] if not measured.empty else measured
     lines = [f"- **Measured here** (columns ending in \"measured\"): every row of the first table, on {names}.",
              "- **Printed** (columns with \"printed\"): the paper's Tables 2 (COCO val2017) and 3 (COCO "
-             "test-dev2017), copied from workbench/published_figures.yaml, not recomputed."]
+             "test-dev2017), copied from workbench/speed/published_figures.yaml, not recomputed."]
     if not any(s.name == "coco-val2017" for s in sets):
         lines.append("- No COCO val2017 here, so the column \"AP measured here (COCO val2017)\" is empty: APs on the "
                      "sample sets (a few COCO images, studio photos) are not comparable to the printed ones.")

@@ -15,14 +15,13 @@ from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from workbench.data import CocoKeypoints
-from workbench.data.targets import HEATMAP_STRIDE, gaussian_heatmaps
+from workbench.data.dataset import CocoKeypoints
+from workbench.codec import HEATMAP_STRIDE, combine_flip, decode_heatmaps, encode_heatmaps, heatmap_to_image
 from workbench.data.transforms import hflip_matrix, transform_points
-from workbench.errors import WorkbenchError
-from workbench.inference import Model, combine_flip, decode_heatmaps, heatmap_to_image, oks_nms, predict_heatmaps, \
-    rescore
-from workbench.keypoints import FLIP_INDEX, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
-from workbench.training.interrupt import ignore_interrupts
+from workbench.common.errors import WorkbenchError
+from workbench.inference import Model, oks_nms, predict_heatmaps, rescore
+from workbench.data.keypoints import FLIP_INDEX, JOINT_NAMES, NUM_JOINTS, OKS_SIGMAS
+from workbench.common.stop_signals import ignore_interrupts
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 """The ten numbers of COCOeval's keypoint summary, in its order (fractions in [0, 1])."""
@@ -74,10 +73,10 @@ def _ground_truth_heatmaps(batch: dict[str, Any], dataset: CocoKeypoints, flip: 
     if not flip:
         return batch["target"]
     mirror = hflip_matrix(dataset.input_size[1])
-    mirrored = [gaussian_heatmaps(transform_points(joints, mirror)[list(FLIP_INDEX)] / HEATMAP_STRIDE,
+    mirrored = [encode_heatmaps(transform_points(joints, mirror)[list(FLIP_INDEX)] / HEATMAP_STRIDE,
                                   visible[list(FLIP_INDEX)], dataset.heatmap_size, dataset.sigma, dataset.encoding)[0]
                 for joints, visible in zip(batch["joints"].numpy(), batch["visible"].numpy())]
-    return combine_flip(batch["target"], torch.from_numpy(np.stack(mirrored)))
+    return combine_flip(batch["target"], torch.from_numpy(np.stack(mirrored)), FLIP_INDEX)
 
 
 def _collect(dataset: CocoKeypoints, heatmaps_of: Callable[[dict[str, Any]], torch.Tensor], decode: str,

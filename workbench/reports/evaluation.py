@@ -21,18 +21,19 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from workbench.evaluation_sets import EvalSet, evaluate_on
-from workbench.files import write_atomic, write_text_atomic
-from workbench.paths import weights_dir
+from workbench.evaluation.sets import EvalSet, evaluate_on
+from workbench.codec import DECODERS
+from workbench.common.files import write_atomic, write_text_atomic
+from workbench.common.paths import weights_dir
 from workbench.training.logs import read_log
-from workbench.weights import WeightsEntry, load_weights, untrained_model
+from workbench.zoo.cache import UNTRAINED_LABEL
+from workbench.zoo.loader import UNTRAINED, load
+from workbench.zoo.manifest import WeightsEntry
 
 Size = tuple[int, int]
 REPORT_SETS = ("fashion-pose-val-annotated", "fashion-pose-val", "coco-sample-gt", "coco-sample")
 METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
-DECODINGS = ("standard", "dark")
 ROUND_TRIP = "round trip (ground truth)"
-UNTRAINED = "untrained (random init)"
 BASELINE_SIZE = (256, 192)
 """The input size (H, W) of the baselines (round trip, untrained networks)."""
 
@@ -41,19 +42,19 @@ def _network(weights: str, model: str, device: str | torch.device) -> nn.Module 
     """The network of a table line: None for the round trip, a seeded random one for UNTRAINED, else the entry's."""
     if weights == ROUND_TRIP:
         return None
-    return untrained_model(model).to(device) if weights == UNTRAINED else load_weights(weights, device)
+    return load(model, weights, device=device)
 
 
 def _metric_cells(metrics: dict[str, Any]) -> dict[str, float | None]:
     return {name: None if metrics.get(name) is None else round(float(metrics[name]), 4) for name in METRICS}
 
 
-def evaluation_table(entries: Sequence[WeightsEntry], sets: Sequence[EvalSet], decodings: Sequence[str] = DECODINGS,
+def evaluation_table(entries: Sequence[WeightsEntry], sets: Sequence[EvalSet], decodings: Sequence[str] = DECODERS,
                      flip: bool = True, batch_size: int = 32, device: str | torch.device = "cpu",
                      progress: bool = True, untrained: Sequence[str] = (), round_trips: bool = True) -> pd.DataFrame:
     """One line per (weights entry, set, decoding) with the METRICS (fractions), then the labelled baselines at
     BASELINE_SIZE with standard decoding: per set, each model of `untrained` with random weights (weights column
-    UNTRAINED: the floor), and with `round_trips` the round trip of each set with ground-truth boxes (ROUND_TRIP:
+    UNTRAINED_LABEL: the floor), and with `round_trips` the round trip of each set with ground-truth boxes (ROUND_TRIP:
     the ceiling those boxes allow; a set of detector boxes has no ground truth per box to render, so no ceiling)."""
     jobs = [(entry.name, entry.model, entry.input_size, eval_set, decode)
             for entry in entries for eval_set in sets for decode in decodings]
@@ -65,7 +66,8 @@ def evaluation_table(entries: Sequence[WeightsEntry], sets: Sequence[EvalSet], d
         if loaded != (weights, model):
             network, loaded = _network(weights, model, device), (weights, model)
         metrics = evaluate_on(network, eval_set, size, flip, batch_size, decode)
-        lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": weights, "model": model,
+        label = UNTRAINED_LABEL if weights == UNTRAINED else weights
+        lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": label, "model": model,
                       "input": f"{size[0]}x{size[1]}", "decode": decode,
                       "parameters": None if network is None else sum(p.numel() for p in network.parameters()),
                       **_metric_cells(metrics)})

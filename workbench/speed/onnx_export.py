@@ -353,6 +353,6 @@ def onnx_parity(
 
 def save_onnx(graph: onnx.ModelProto, path: str | Path) -> Path:
     """Write `graph` to `path` atomically (a temporary file, then rename)."""
-    from workbench.files import write_atomic
+    from workbench.common.files import write_atomic
 
     return write_atomic(path, lambda temporary: onnx.save(graph, str(temporary)))

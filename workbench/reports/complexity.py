@@ -1,5 +1,5 @@
-"""The complexity report: the rows of `workbench.complexity.measure_rows` beside the published figures
-(`workbench.published`) and the project's measured APs, as Markdown, CSV and two plots (FLOPs against AP like the
+"""The complexity report: the rows of `workbench.speed.complexity.measure_rows` beside the published figures
+(`workbench.speed.published`) and the project's measured APs, as Markdown, CSV and two plots (FLOPs against AP like the
 paper's Figure 9, measured latency against FLOPs)."""
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from workbench.complexity import G, M, ComplexityRow, SpeedSettings
-from workbench.errors import WorkbenchError
-from workbench.files import write_atomic
-from workbench.latency import Timing
-from workbench.published import published_row, published_rows
+from workbench.speed.complexity import G, M, ComplexityRow, SpeedSettings
+from workbench.common.errors import WorkbenchError
+from workbench.common.files import write_atomic
+from workbench.speed.latency import Timing
+from workbench.speed.published import published_row, published_rows
 
 
 @dataclass
@@ -215,7 +215,7 @@ def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, m
                          f"| {ref['gflops']} {ref['unit']} | {ref['ap']} |")
     lines += ["", "## Plots", "", f"![FLOPs against AP]({FLOPS_AP_PLOT})", "",
               f"![Latency against FLOPs]({LATENCY_PLOT})", "",
-              "Sources of every published figure: workbench/published_figures.yaml.", ""]
+              "Sources of every published figure: workbench/speed/published_figures.yaml.", ""]
     return "\n".join(lines)
 
 

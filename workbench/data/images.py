@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from workbench.errors import WorkbenchError
+from workbench.common.errors import WorkbenchError
 
 
 class ImageReadError(WorkbenchError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 DATA_ENV = "WORKBENCH_DATA"
 
@@ -22,3 +22,9 @@ def weights_dir() -> Path:
 def reports_dir() -> Path:
     """The default folder for reports written by the CLI."""
     return Path(os.environ.get("WORKBENCH_REPORTS", REPO_ROOT / "reports")).resolve()
+
+
+def models_root() -> Path:
+    """The shared folder of third-party model files (such as the test person detector) beside the data folder:
+    `$WORKBENCH_DATA/../models`, i.e. `../shared/models` beside the repository by default."""
+    return data_root().parent / "models"

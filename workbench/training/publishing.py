@@ -2,7 +2,7 @@
 
 `publish_run` reads a run folder written by `python -m workbench train` (config.yaml, last.pt, log.jsonl,
 training_curves.png), refuses a run that has not finished its schedule, evaluates the final weights on the run's
-validation set in float32 and again after a float16 round trip, and stores them with `workbench.weights.save_weights`
+validation set in float32 and again after a float16 round trip, and stores them with `workbench.zoo.manifest.save_weights`
 (float16 when the AP moves by no more than the tolerance, float32 otherwise) together with the record of the run.
 The run's log and curves are copied beside the weights as `<name>.log.jsonl` and `<name>.training_curves.png`.
 """
@@ -18,10 +18,10 @@ from typing import Any
 
 from torch import nn
 
-from workbench.errors import WorkbenchError
-from workbench.files import write_atomic
-from workbench.paths import weights_dir
-from workbench.weights import WeightsEntry, save_weights
+from workbench.common.errors import WorkbenchError
+from workbench.common.files import write_atomic
+from workbench.common.paths import weights_dir
+from workbench.zoo.manifest import WeightsEntry, save_weights
 
 PRETRAINED_IN_PUBLISHED_RUNS = {
     "mobilenetv2": "The published MobileNetV2 run (Table 2) starts from ImageNet weights; none are available here, "
