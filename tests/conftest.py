@@ -1,6 +1,7 @@
-"""Shared fixtures. `data_root`: the shared data folder; tests that need it skip when it is missing, but fail
-when the CI environment variable is set (CI must have the data). `stand_in_model` and `stand_in_onnx`: a tiny
-pose network, as a torch module and as an ONNX file, for tests of the pipeline around a model."""
+"""Shared fixtures. `data_root`: the shared data folder, and `detector_path`: the shared person detector beside it;
+tests that need them skip when they are missing, but fail when the CI environment variable is set (CI must have
+them). `stand_in_model` and `stand_in_onnx`: a tiny pose network, as a torch module and as an ONNX file, for tests
+of the pipeline around a model."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from workbench.common.paths import DATA_ENV, data_root as shared_data_root
+from workbench.common.paths import DATA_ENV, data_root as shared_data_root, models_root
 
 
 def _in_ci() -> bool:
@@ -29,6 +30,21 @@ def data_root() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return root
+
+
+SHARED_DETECTOR = "yolox_nano_coco.onnx"
+
+
+@pytest.fixture(scope="session")
+def detector_path(data_root: Path) -> Path:
+    """The shared YOLOX-Nano export in the models folder beside the data; skips when missing, fails in CI."""
+    path = models_root() / SHARED_DETECTOR
+    if not path.is_file():
+        message = f"shared detector not found at {path} (the models folder beside {data_root})"
+        if _in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 class PooledColour(nn.Module):

@@ -23,29 +23,9 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from workbench.common.errors import WorkbenchError
-from workbench.common.paths import models_root
 from workbench.data.images import read_image
 from workbench.detection.download import DETECTOR_ENV, PinnedFile, cache_dir, download_pinned, resolve_detector
 from workbench.detection.yolox import PersonDetector, decode_outputs, grid_cells, letterbox
-
-SHARED_DETECTOR = "yolox_nano_coco.onnx"
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-@pytest.fixture(scope="module")
-def detector_path(data_root: Path) -> Path:
-    """The shared YOLOX-Nano export at models_root(); skips when missing, fails in CI."""
-    path = models_root() / SHARED_DETECTOR
-    if not path.is_file():
-        message = f"shared detector not found at {path} (the models folder beside {data_root})"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
 
 @pytest.fixture(scope="module")
 def detector(detector_path: Path) -> PersonDetector:

@@ -1,0 +1,102 @@
+"""`predict`: poses of every person in photos, folders and videos, as the CLI, the app and Python callers get them.
+
+    from workbench import predict
+    people = predict("photo.jpg", weights="lite_csw_hrnet_256x192_fashion")   # one list of Person per image
+
+A `Predictor` holds the pose network (the one loader: manifest entry, checkpoint or ONNX file) and the person
+detector (`workbench.detection`; the pinned YOLOX-Nano by default, or any YOLOX ONNX file), and runs one image or
+a stream of video frames through them.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from workbench.common.errors import WorkbenchError
+from workbench.data.images import read_image
+from workbench.detection.download import resolve_detector
+from workbench.detection.yolox import PersonDetector
+from workbench.predict.people import Person, estimate_people
+from workbench.predict.tracking import Tracker
+from workbench.predict.video import is_video, read_frames
+from workbench.zoo.loader import load
+
+DEFAULT_WEIGHTS = "lite_csw_hrnet_256x192_fashion"
+DETECTION_THRESHOLD = 0.25
+"""The lowest person-box score kept: YOLOX-Nano gives partly hidden people scores near 0.3."""
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Settings of a prediction: the flip test, the heatmap decoder, the detector's score threshold, the NMS IoU
+    and smallest box side (pixels), and how many crops go through the network at once."""
+
+    flip: bool = True
+    decode: str = "standard"
+    detection_threshold: float = DETECTION_THRESHOLD
+    nms_threshold: float = 0.45
+    min_box_size: float = 8.0
+    batch_size: int = 16
+
+
+class Predictor:
+    """A pose network and a person detector, ready for images and frames.
+
+    `model`: a model name (None for a manifest entry or an ONNX file, which name their model); `weights`: what
+    `workbench.zoo.loader.load` accepts. `detector`: a YOLOX ONNX path, None for the default (`--detector`,
+    `$WORKBENCH_DETECTOR`, the user cache, a download), or False for no detector (the whole image is one person).
+    """
+
+    def __init__(self, model: str | None = None, weights: str | Path = DEFAULT_WEIGHTS, *,
+                 detector: str | Path | bool | None = None, options: PredictOptions = PredictOptions(),
+                 device: str | torch.device = "cpu", threads: int | None = None) -> None:
+        self.network = load(model, weights, device=device, threads=threads)
+        self.options = options
+        self.detector = None if detector is False else PersonDetector(
+            resolve_detector(None if detector in (None, True) else detector),
+            score_threshold=options.detection_threshold, nms_threshold=options.nms_threshold,
+            min_box_size=options.min_box_size, threads=threads)
+
+    def boxes(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Person boxes (N, 4) x, y, w, h and scores (N,) of an RGB image: the detector's, or the whole image."""
+        if self.detector is None:
+            height, width = pixels.shape[:2]
+            return np.array([[0.0, 0.0, width, height]]), np.ones(1)
+        found = self.detector.detect(pixels)
+        return found.boxes, found.scores
+
+    def people(self, pixels: np.ndarray, boxes: np.ndarray | None = None,
+               box_scores: np.ndarray | None = None) -> list[Person]:
+        """Every person of an RGB image (H, W, 3), best first; `boxes` (N, 4) x, y, w, h replace the detector's."""
+        if boxes is None:
+            boxes, box_scores = self.boxes(pixels)
+        elif box_scores is None:
+            box_scores = np.ones(len(np.asarray(boxes).reshape(-1, 4)))
+        return estimate_people(self.network, pixels, boxes, box_scores, flip=self.options.flip,
+                               decode=self.options.decode, batch_size=self.options.batch_size)
+
+    def frames(self, frames: Iterable[np.ndarray], tracker: Tracker | None = None) -> Iterator[list[Person]]:
+        """The people of each frame of a stream, with track ids that follow each person from frame to frame."""
+        tracker = tracker or Tracker()
+        for pixels in frames:
+            yield tracker.update(self.people(pixels))
+
+
+def predict(inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray], weights: str | Path = DEFAULT_WEIGHTS,
+            *, model: str | None = None, detector: str | Path | bool | None = None,
+            options: PredictOptions = PredictOptions(), device: str | torch.device = "cpu",
+            threads: int | None = None) -> list[Person] | list[list[Person]]:
+    """The people of one image (a path or an RGB array): a list of `Person`, best first; of a list of images: one
+    such list per image; of a video file: one list per frame, with track ids."""
+    predictor = Predictor(model, weights, detector=detector, options=options, device=device, threads=threads)
+    if isinstance(inputs, (str, Path)) and is_video(inputs):
+        return list(predictor.frames(read_frames(inputs)))
+    if isinstance(inputs, (str, Path, np.ndarray)):
+        return predictor.people(read_image(inputs))
+    if not len(inputs):
+        raise WorkbenchError("no images to predict: pass a path, an array, or a list of them.")
+    return [predictor.people(read_image(item)) for item in inputs]
