@@ -1,7 +1,12 @@
 """HRNet (Sun et al., 2019) for pose: HRNet-W32 and the Small HRNet (W16) of the Lite-HRNet paper's comparison.
 
-Structure per `shared/reference/table-rows.md`; residual blocks are torchvision's `BasicBlock` and `Bottleneck`,
-which are the same networks as HRNet's.
+HRNet-W32 as the official code builds it (GitHub leoxiaobin/deep-high-resolution-net.pytorch `lib/models/pose_hrnet.py`
+with `experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml`; mmpose 0.x `mmpose/models/backbones/hrnet.py`), the
+"HRNet" rows of the paper's Tables 2 and 3 (section 4.5). Small HRNet (W16) is the "Small HRNet" row of those tables,
+taken from the Lite-HRNet paper's comparison (Yu et al., CVPR 2021): the same network with one Bottleneck of 32
+planes in stage 1, one module per later stage, two BasicBlocks per branch and widths 16/32/64/128. Residual blocks
+are torchvision's `BasicBlock` and `Bottleneck`, which are the same networks as HRNet's. Stages are numbered as in
+the HRNet paper: `layer1` is stage 1, `stages[s]` is stage FIRST_STAGE + s.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from model.layers import init_normal
+from model.layers import FIRST_STAGE, init_normal
 
 NUM_JOINTS = 17
 
@@ -136,6 +141,16 @@ class HRNet(nn.Module):
         for transition, stage in zip(self.transitions, self.stages):
             ys = stage([t(ys[min(i, len(ys) - 1)]) for i, t in enumerate(transition)])
         return self.final_layer(ys[0])
+
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Layers offered for class activation maps (Grad-CAM) by readable name, from the input side to the output
+        side: the stem, stage 1, and each branch of each later stage's last module. Each runs once per forward pass
+        and returns one tensor (N, C, h, w)."""
+        layers: dict[str, nn.Module] = {"stem (1/4)": self.stem, "stage 1 (1/4)": self.layer1}
+        for index, stage in enumerate(self.stages):
+            for branch, module in enumerate(stage[-1].branches):
+                layers[f"stage {FIRST_STAGE + index} branch {branch} (1/{4 * 2 ** branch}), last module"] = module
+        return layers
 
 
 def hrnet_w32() -> HRNet:

@@ -1,8 +1,20 @@
-"""Small building blocks shared by the model families."""
+"""Small building blocks shared by the model families, and their common stage numbering."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+FIRST_STAGE = 2
+"""The paper's number of the first multi-resolution stage, i.e. of module attribute `stage0` (Lite-HRNet) or
+`stages[0]` (HRNet): the number every name shown to users carries is FIRST_STAGE + the attribute's index.
+
+Lite CSW-HRNet's Table 1 (section 3.1) lists the stem as "stage1" and the three stages of weighting blocks as
+"stage2", "stage3", "stage4"; the Lite-HRNet paper (Yu et al., CVPR 2021) numbers them 2 to 4 after its stem, and
+HRNet (Sun et al., CVPR 2019) numbers its Bottleneck `layer1` stage 1 and the multi-resolution stages 2 to 4. The
+attributes keep the official code's 0-based names (`stage0` to `stage2` in GitHub HRNet/Lite-HRNet
+`models/backbones/litehrnet.py` and mmpose 0.x `mmpose/models/backbones/litehrnet.py`) because the keys of official
+checkpoints depend on them.
+"""
 
 
 class ConvBNAct(nn.Sequential):

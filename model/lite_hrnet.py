@@ -1,9 +1,13 @@
 """The Lite-HRNet family: Lite-HRNet-18/-30 (conditional channel weighting) and Lite CSW-HRNet (channel spatial
 weighting), one network with the weighting block as its only difference.
 
-The architecture follows the official implementation (HRNet/Lite-HRNet, mmpose 0.x) as described in
-`shared/reference/lite-hrnet-official.md`, including the fusion quirk, and uses its parameter names, so that an
-official checkpoint loads through `load_official_state_dict`.
+The architecture follows the official implementation (GitHub HRNet/Lite-HRNet `models/backbones/litehrnet.py` with
+`configs/top_down/lite_hrnet/coco/litehrnet_18_coco_256x192.py`; the same network as mmpose 0.x
+`mmpose/models/backbones/litehrnet.py`), including the fusion quirk, and uses its parameter names, so that an
+official checkpoint loads through `load_official_state_dict`. Lite CSW-HRNet (Xi et al., 2024: section 3.1 and
+Table 1 for the network, sections 3.2-3.3 for the blocks) changes only the weighting functions (`model.weighting`).
+Every name users see numbers the stages as the papers' Table 1 does (`FIRST_STAGE`); the attributes keep the
+official 0-based `stage0`-`stage2`.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.layers import ConvBNAct, channel_shuffle, init_normal
+from model.layers import FIRST_STAGE, ConvBNAct, channel_shuffle, init_normal
 from model.weighting import CrossResolutionCSW, CrossResolutionWeighting, CSWOptions, SEWeighting, SingleResolutionCSW
 
 NUM_JOINTS = 17
@@ -46,7 +50,8 @@ class LiteHRNetConfig:
         for name in ("modules_per_stage", "blocks_per_stage"):
             value = tuple(getattr(self, name))
             if len(value) != 3 or any(int(v) < 1 for v in value):
-                raise ValueError(f"{name} must be three positive integers (stages 2, 3, 4), got {value}")
+                stages = ", ".join(str(FIRST_STAGE + s) for s in range(3))
+                raise ValueError(f"{name} must be three positive integers (stages {stages}), got {value}")
             object.__setattr__(self, name, tuple(int(v) for v in value))
 
 
@@ -221,7 +226,11 @@ def _depthwise_separable(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 class LiteHRNetBackbone(nn.Module):
-    """Stem, three stages of Lite-HR modules with their transitions, IterativeHead: (N, 3, H, W) -> (N, 40, H/4, W/4)."""
+    """Stem, three stages of Lite-HR modules with their transitions, IterativeHead: (N, 3, H, W) -> (N, 40, H/4, W/4).
+
+    Attributes `transition{s}` and `stage{s}` for s = 0, 1, 2 (the official names) hold the paper's stage
+    FIRST_STAGE + s; the stem is the paper's stage 1.
+    """
 
     def __init__(self, config: LiteHRNetConfig) -> None:
         super().__init__()
@@ -257,6 +266,20 @@ class LiteHRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.backbone(x))
+
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Layers offered for class activation maps (Grad-CAM) by readable name, from the input side to the output
+        side: the stem, the single-resolution weighting of each branch in each stage's last block, and the
+        IterativeHead. Each runs once per forward pass and returns one tensor (N, C, h, w)."""
+        backbone = self.backbone
+        layers: dict[str, nn.Module] = {"stem (1/4)": backbone.stem}
+        for index in range(len(STAGE_CHANNELS)):
+            last_block = getattr(backbone, f"stage{index}")[-1].layers[-1]
+            for branch, weighting in enumerate(last_block.single_resolution_weighting):
+                name = f"stage {FIRST_STAGE + index} branch {branch} (1/{4 * 2 ** branch}), last block"
+                layers[name] = weighting
+        layers["head (1/4)"] = backbone.head_layer
+        return layers
 
 
 def lite_hrnet_18(**options) -> LiteHRNet:

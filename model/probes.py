@@ -6,19 +6,22 @@ Names read `stage{2,3,4}/module{m}/block{b}/cross/{kind}` for a cross-resolution
   the concatenated branches' second halves (C = sum C_i / 2) and its M_s lives at the smallest branch's size;
 - Lite-HRNet: cross kind `weights` ((N, sum C_i / 2, h, w), at the smallest branch's size, before the nearest
   upsampling) and single kind `channel` (the SE weights, (N, C)).
-Stages are numbered as in the paper (stage 1 is the stem). Probes are forward hooks registered only for the call,
-so they cost nothing when off and leave the outputs bit-identical.
+Stages are numbered as in the paper's Table 1 (stage 1 is the stem): the network's `stage{s}` attribute appears as
+stage FIRST_STAGE + s (`model.layers.FIRST_STAGE`). Probes are forward hooks registered only for the call (or the
+`record_weight_maps` block), so they cost nothing when off and leave the outputs bit-identical.
 """
 from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
 from torch import nn
 
+from model.layers import FIRST_STAGE
 from model.weighting import ChannelWeight, CrossResolutionWeighting, SEWeighting, SpatialWeight
 
 T = TypeVar("T")
@@ -44,7 +47,8 @@ def _probe_name(path: str, module: nn.Module, parent: nn.Module) -> str | None:
     else:
         return None
     where = "cross" if match["branch"] is None else f"branch{match['branch']}/single"
-    return f"stage{int(match['stage']) + 2}/module{match['module']}/block{match['block']}/{where}/{kind}"
+    stage = FIRST_STAGE + int(match["stage"])
+    return f"stage{stage}/module{match['module']}/block{match['block']}/{where}/{kind}"
 
 
 def weight_map_modules(model: nn.Module) -> "OrderedDict[str, nn.Module]":
@@ -60,9 +64,11 @@ def weight_map_modules(model: nn.Module) -> "OrderedDict[str, nn.Module]":
     return found
 
 
-def run_with_probes(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, "OrderedDict[str, torch.Tensor]"]:
-    """Run `model` on (N, 3, H, W) images; return its heatmaps (N, 17, H/4, W/4) and every weight map by name:
-    channel weights as (N, C), spatial and Lite-HRNet cross-resolution weights as (N, C, h, w). Maps are detached."""
+@contextmanager
+def record_weight_maps(model: nn.Module) -> Iterator["OrderedDict[str, torch.Tensor]"]:
+    """Within the block, every forward call of `model` records its weight maps by name into the yielded dict (a later
+    call overwrites an earlier one's): channel weights as (N, C), spatial and Lite-HRNet cross-resolution weights as
+    (N, C, h, w), detached, on the model's device. The hooks are removed when the block ends, even on error."""
     maps: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def recorder(name: str):
@@ -73,10 +79,17 @@ def run_with_probes(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tenso
 
     handles = [m.register_forward_hook(recorder(name)) for name, m in weight_map_modules(model).items()]
     try:
-        heatmaps = model(images)
+        yield maps
     finally:
         for handle in handles:
             handle.remove()
+
+
+def run_with_probes(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, "OrderedDict[str, torch.Tensor]"]:
+    """Run `model` on (N, 3, H, W) images; return its heatmaps (N, 17, H/4, W/4) and every weight map by name:
+    channel weights as (N, C), spatial and Lite-HRNet cross-resolution weights as (N, C, h, w). Maps are detached."""
+    with record_weight_maps(model) as maps:
+        heatmaps = model(images)
     return heatmaps, maps
 
 

@@ -1,6 +1,11 @@
 """SimpleBaseline pose networks (Xiao et al., 2018): a torchvision classification backbone without its classifier,
-three stride-2 deconvolutions and a 1x1 heatmap conv. ResNet-50/-152, MobileNetV2 and ShuffleNetV2 (widen 1.0),
-per `shared/reference/table-rows.md`.
+three stride-2 deconvolutions and a 1x1 heatmap conv. ResNet-50/-152, MobileNetV2 and ShuffleNetV2 (widen 1.0): the
+"SimpleBaseline", "MobileNetV2" and "ShuffleNetV2" rows of the paper's Tables 2 and 3 (section 4.5). The head follows
+the official SimpleBaseline code (GitHub microsoft/human-pose-estimation.pytorch `lib/models/pose_resnet.py` with
+`experiments/coco/resnet50/256x192_d256x3_adam_lr1e-3.yaml`: 3 x 256-channel deconvolutions, kernel 4); the
+MobileNetV2 and ShuffleNetV2 rows put torchvision's whole feature extractor under the same head, as mmpose 0.x
+`configs/body/2d_kpt_sview_rgb_img/topdown_heatmap/coco/mobilenetv2_coco_256x192.py` and `shufflenetv2_coco_256x192.py`
+do.
 
 The backbones keep torchvision's parameter names, so an ImageNet state dict of torchvision's model loads into
 `backbone` as it is (its classifier keys are dropped); nothing is downloaded here.
@@ -40,6 +45,16 @@ BACKBONES: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], nn.Seq
 }
 
 
+BACKBONE_STAGES: dict[str, tuple[tuple[str, str], ...]] = {
+    "resnet50": (("layer1", "1/4"), ("layer2", "1/8"), ("layer3", "1/16"), ("layer4", "1/32")),
+    "resnet152": (("layer1", "1/4"), ("layer2", "1/8"), ("layer3", "1/16"), ("layer4", "1/32")),
+    "mobilenetv2": (("features.3", "1/4"), ("features.6", "1/8"), ("features.13", "1/16"), ("features.18", "1/32")),
+    "shufflenetv2": (("stage2", "1/8"), ("stage3", "1/16"), ("stage4", "1/32"), ("conv5", "1/32")),
+}
+"""Each backbone's last layer at each output stride, (path inside `backbone`, stride), for `SimpleBaseline.cam_layers`.
+The paths keep torchvision's names (ShuffleNetV2's `stage2`-`stage4` are its own paper's numbering)."""
+
+
 def load_backbone_state_dict(backbone: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Load a torchvision ImageNet state dict (classifier keys are ignored) into a SimpleBaseline backbone.
 
@@ -70,6 +85,7 @@ class SimpleBaseline(nn.Module):
         if backbone not in BACKBONES:
             raise ValueError(f"unknown SimpleBaseline backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
         make, features, channels = BACKBONES[backbone]
+        self.backbone_name = backbone
         self.backbone = features(make())
         if backbone_weights is not None:
             load_backbone_state_dict(self.backbone, backbone_weights)
@@ -93,3 +109,14 @@ class SimpleBaseline(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer(self.deconv_layers(self.backbone(x)))
+
+    def cam_layers(self) -> dict[str, nn.Module]:
+        """Layers offered for class activation maps (Grad-CAM) by readable name, from the input side to the output
+        side: the backbone at each output stride (`BACKBONE_STAGES`), then each deconvolution's ReLU. Each runs once
+        per forward pass and returns one tensor (N, C, h, w)."""
+        layers = {f"backbone {path} ({stride})": self.backbone.get_submodule(path)
+                  for path, stride in BACKBONE_STAGES[self.backbone_name]}
+        relus = [m for m in self.deconv_layers if isinstance(m, nn.ReLU)]
+        for i, relu in enumerate(relus):
+            layers[f"deconv {i + 1} (1/{32 // 2 ** (i + 1)})"] = relu
+        return layers

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model import build_model
+from model import build_model, run_with_probes
 from workbench.app import complexity_panel
 from workbench.app.analysis import keypoints_json, run_inspect, weight_maps_image
 from workbench.app.callbacks import Workbench, compare_locations
@@ -34,6 +34,7 @@ from workbench.speed.complexity import QUICK_SPEED
 from workbench.reports.complexity import FLOPS_AP_PLOT
 from workbench.common.errors import WorkbenchError
 from workbench.data.keypoints import JOINT_NAMES
+from workbench.data.transforms import to_tensor
 from workbench.common.paths import REPO_ROOT
 from workbench.zoo.manifest import save_weights
 
@@ -310,6 +311,53 @@ def test_weight_maps_and_gradcam_redraw_from_the_session_result(workbench):
     assert cam.ndim == 3 and cam.std() > 0
     with pytest.raises(WorkbenchError, match="unknown joint"):
         workbench.gradcam(result, "tail", "head (1/4)")
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_one_inspect_run_is_one_inference_with_the_weight_maps_read_during_it(workbench, flip):
+    weights = best_weights("lite_csw_hrnet")  # trained weights: weight maps that vary
+    network = workbench.cache.get("lite_csw_hrnet", weights).network
+    calls = []
+    handle = network.register_forward_pre_hook(lambda module, inputs: calls.append(inputs[0].shape))
+    try:
+        outputs, result = workbench.inspect(None, "astronaut", "lite_csw_hrnet", weights, None, "typed box",
+                                            INSIDE_BOX, None, flip, "stage3/module0/block0/cross", "nose", None)
+    finally:
+        handle.remove()
+    assert len(calls) == (2 if flip else 1)  # the flip pair, or one pass; no extra probed pass
+    assert outputs.weight_maps is not None and outputs.gradcam is None
+    passes = "two forward passes (flip test)" if flip else "one forward pass (no flip test)"
+    assert f"{passes} with the weight maps read during the first" in outputs.status
+    with torch.inference_mode():
+        _, expected = run_with_probes(network, to_tensor(result.estimate.crop)[None])
+    assert list(result.maps) == list(expected) and result.maps["stage3/module0/block0/cross/spatial"].std() > 0
+    for name, value in expected.items():
+        np.testing.assert_array_equal(result.maps[name], value[0].numpy(), err_msg=name)
+
+
+def test_redraws_use_the_results_model_whatever_the_menus_say(workbench):
+    """The defect: choose another model without running, then another Grad-CAM joint: the redraw used to fail with
+    "no Grad-CAM layer 'deconv 3 (1/4)' in LiteHRNet"; it now draws the result's model at its default layer."""
+    _, result = _inspect(workbench, location=None, layer=None)
+    stale_layer = workbench.model_menus("resnet50")[-1]
+    assert stale_layer == "deconv 3 (1/4)"
+    fallback = workbench.gradcam(result, "nose", stale_layer)
+    np.testing.assert_array_equal(fallback, workbench.gradcam(result, "nose", "head (1/4)"))
+    assert workbench.gradcam(result, "nose", None) is None
+    locations, location, layers, layer = workbench.result_menus(result, None, stale_layer)
+    assert locations == list(model_structure("lite_csw_hrnet").locations) and location is None
+    assert layers[-1] == layer == "head (1/4)"
+    _, location, _, layer = workbench.result_menus(result, "stage4/module0/block1/cross",
+                                                   "stage 3 branch 1 (1/8), last block")
+    assert (location, layer) == ("stage3/module0/block0/cross", "stage 3 branch 1 (1/8), last block")
+    assert workbench.result_menus(None, "x", "y") == ([], None, [], None)
+    # a Run with menus left from another model shows the run model's defaults
+    outputs, hrnet = _inspect(workbench, model="small_hrnet_w16", location="stage2/module0/block0/cross",
+                              layer="head (1/4)")
+    assert outputs.weight_maps is None and outputs.gradcam is not None
+    assert any(Path(f).name == "gradcam-left-wrist-stage-4-branch-3-1-32-last-module.png" for f in outputs.files)
+    assert workbench.result_menus(hrnet, "stage2/module0/block0/cross", "head (1/4)") == (
+        [], None, list(model_structure("small_hrnet_w16").layers), "stage 4 branch 3 (1/32), last module")
 
 
 def test_an_uploaded_checkpoint_serves_every_panel(workbench, tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -140,10 +141,14 @@ def test_files_without_keypoint_ground_truth_are_not_evaluated(data_root):
 
 # the evaluate command
 
-def _evaluate(*arguments: str | Path) -> int:
+def _cli(*arguments: str | Path) -> int:
     with pytest.raises(SystemExit) as exited:
-        main(["evaluate", *map(str, arguments)])
+        main(list(map(str, arguments)))
     return exited.value.code
+
+
+def _evaluate(*arguments: str | Path) -> int:
+    return _cli("evaluate", *arguments)
 
 
 def test_evaluate_command_round_trip_writes_results_and_metrics(data_root, tmp_path, capsys):
@@ -204,6 +209,27 @@ def test_evaluate_command_with_no_instances_reports_zero_ap(data_root, stand_in_
     assert metrics["skipped"] == {"below_score_threshold": 118} and "empty result set" in capsys.readouterr().out
 
 
+def test_evaluate_command_completes_a_posetrack_style_file_and_says_so_once(data_root, tmp_path, capsys, caplog):
+    annotations, images = _coco_sample(data_root)
+    coco = json.loads(annotations.read_text())
+    for annotation in coco["annotations"]:
+        del annotation["area"]
+    coco["categories"][0]["keypoints"][1:3] = ["head_bottom", "head_top"]  # PoseTrack18's names in COCO format
+    posetrack = tmp_path / "posetrack18_val.json"
+    posetrack.write_text(json.dumps(coco))
+    with caplog.at_level(logging.WARNING, logger="workbench.data.coco"):
+        code = _evaluate("--round-trip", "--annotations", posetrack, "--images", images, "--workers", "0",
+                         "--output", tmp_path / "out")
+    notes = [record.getMessage() for record in caplog.records if record.name == "workbench.data.coco"]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert code == 0 and metrics["AP"] >= 0.99 and metrics["instances"] == 12
+    assert len(notes) == 2 and all(len(note.splitlines()) == 1 for note in notes)
+    assert "lack area (14 of 14)" in notes[0] and "box width x height, as mmpose does" in notes[0]
+    assert "head_bottom for left_eye, head_top for right_eye" in notes[1]
+    dataset = CocoKeypoints(posetrack, images)  # the ground truth COCOeval reads carries the box areas
+    assert all(a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3]) for a in dataset.coco["annotations"])
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "lite_csw_hrnet"], "--model and --checkpoint go together"),
     (["--round-trip", "--detections", "{det}"], "drop --detections"),
@@ -226,24 +252,30 @@ def test_evaluate_command_explains_user_errors(data_root, tmp_path, capsys, argu
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--manifest", "--annotations", "a.json", "--workers", "0"],
-     "so it does not take --annotations, --workers: drop them, or drop --manifest"),
-    (["--manifest", "--vis-threshold", "0.5"], "so it does not take --vis-threshold: drop it"),
-    (["--manifest", "--enclose-keypoints", "--input-size", "256", "192"],
-     "so it does not take --input-size, --enclose-keypoints: drop them"),
-    (["--round-trip", "--annotations", "a.json", "--images", ".", "--sets", "coco-sample"],
-     "--sets names the sets of --manifest: add --manifest, or drop --sets"),
-    (["--manifest", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
-    (["--round-trip", "--threads", "0"], "argument --threads: must be at least 1, got 0"),
-    (["--round-trip", "--workers", "-1"], "--workers is -1: give a whole number of at least 0."),
-    (["--model", "lite_csw_hrnet", "--checkpoint", "absent.pt", "--annotations", "a.json", "--images", ".",
+    (["report", "--annotations", "a.json", "--workers", "0"], "unrecognized arguments: --annotations --workers 0"),
+    (["report", "--vis-threshold", "0.5"], "unrecognized arguments: --vis-threshold"),
+    (["report", "--enclose-keypoints", "--input-size", "256", "192"],
+     "unrecognized arguments: --enclose-keypoints --input-size"),
+    (["evaluate", "--round-trip", "--annotations", "a.json", "--images", ".", "--sets", "coco-sample"],
+     "unrecognized arguments: --sets coco-sample"),
+    (["report", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["evaluate", "--round-trip", "--threads", "0"], "argument --threads: must be at least 1, got 0"),
+    (["evaluate", "--round-trip", "--annotations", "a.json", "--images", ".", "--workers", "-1"],
+     "--workers is -1: give a whole number of at least 0."),
+    (["evaluate", "--model", "lite_csw_hrnet", "--checkpoint", "absent.pt", "--annotations", "a.json", "--images", ".",
       "--device", "tpu"], "unknown device 'tpu' for --device. Use cpu, cuda, cuda:N or auto."),
-    (["--manifest", "--device", "gpu"], "unknown device 'gpu' for --device"),
-    (["--manifest", "--model", "lite_csw_hrnet"], "argument --model: not allowed with argument --manifest"),
-    (["--manifest", "only_one", "--paired"], "--paired compares two weights entries: pass --manifest FIRST SECOND"),
+    (["report", "--device", "gpu"], "unknown device 'gpu' for --device"),
+    (["report", "--model", "lite_csw_hrnet"], "unrecognized arguments: --model"),
+    (["compare", "only_one"], "the following arguments are required: SECOND"),
+    (["evaluate", "--round-trip", "--annotations", "a.json", "--images", ".", "--manifest"],
+     "unrecognized arguments: --manifest"),
+    (["evaluate", "--round-trip", "--annotations", "a.json", "--images", ".", "--paired"],
+     "unrecognized arguments: --paired"),
+    (["evaluate", "--round-trip", "--annotations", "a.json", "--images", ".", "--decode", "best"],
+     "unknown decoder 'best' for --decode. Choose one of: standard, dark."),
 ])
-def test_evaluate_command_refuses_options_it_would_ignore_or_cannot_use(capsys, arguments, message):
-    assert _evaluate(*arguments) == 2
+def test_commands_refuse_options_they_do_not_take_or_cannot_use(capsys, arguments, message):
+    assert _cli(*arguments) == 2
     assert message in capsys.readouterr().err
 
 
@@ -253,7 +285,7 @@ def test_the_report_says_whether_the_flip_test_was_used():
     table = pd.DataFrame([{**line, "weights": "w", "parameters": 10, **dict.fromkeys(METRICS, 0.5)},
                           {**line, "weights": ROUND_TRIP, "parameters": None, **dict.fromkeys(METRICS, 1.0)}])
     for flip in (True, False):
-        text = markdown_report(table, [], "python -m workbench evaluate --manifest", flip)
+        text = markdown_report(table, [], "python -m workbench report", flip)
         assert ("metrics with the flip test" in text) == flip and ("metrics without the flip test" in text) != flip
         assert evaluation_figure(table, flip).axes[0].get_ylabel() == \
             f"COCO keypoint AP ({'flip test' if flip else 'no flip test'}, standard decoding)"
@@ -268,11 +300,11 @@ def test_the_report_prints_a_dash_where_a_metric_is_undefined():
     assert cells[-len(METRICS):][METRICS.index("APM")] == "-" and "nan" not in row
 
 
-def test_evaluate_manifest_without_flip_says_so_in_the_report(data_root, tmp_path, monkeypatch, capsys):
+def test_report_without_flip_says_so_in_the_report(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path / "weights"))
     save_weights(untrained("lite_csw_hrnet"), "csw_test", run={"data": "none", "epochs": 0}, metrics={})
-    assert _evaluate("--manifest", "--sets", "coco-sample-gt", "--no-flip", "--batch-size", "16", "--output",
-                     tmp_path / "report") == 0
+    assert _cli("report", "--sets", "coco-sample-gt", "--no-flip", "--batch-size", "16", "--output",
+                tmp_path / "report") == 0
     text = (tmp_path / "report" / "evaluation.md").read_text()
     assert "COCO keypoint metrics without the flip test" in text and "with the flip test" not in text
     rows = pd.read_csv(tmp_path / "report" / "evaluation.csv")
@@ -313,12 +345,12 @@ def test_paired_bootstrap_is_zero_for_equal_results_and_sees_a_real_gap(data_roo
     assert 0.0 < gap.low < gap.difference < gap.high and gap.above_zero == 1.0 and gap.images == len(images)
 
 
-def test_evaluate_paired_writes_the_comparison_of_two_entries(data_root, tmp_path, monkeypatch, capsys):
+def test_compare_writes_the_comparison_of_two_entries(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORKBENCH_WEIGHTS", str(tmp_path / "weights"))
     for name, model in (("csw_test", "lite_csw_hrnet"), ("lite18_test", "lite_hrnet_18")):
         save_weights(untrained(model), name, run={"data": "none", "epochs": 0}, metrics={})
-    assert _evaluate("--manifest", "csw_test", "lite18_test", "--paired", "--sets", "coco-sample-gt", "--no-flip",
-                     "--rounds", "20", "--output", tmp_path / "report") == 0
+    assert _cli("compare", "csw_test", "lite18_test", "--sets", "coco-sample-gt", "--no-flip", "--rounds", "20",
+                "--output", tmp_path / "report") == 0
     rows = pd.read_csv(tmp_path / "report" / "paired_csw_test_vs_lite18_test.csv")
     assert rows[["set", "first", "second", "rounds"]].values.tolist() == [["coco-sample-gt", "csw_test",
                                                                              "lite18_test", 20]]

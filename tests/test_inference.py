@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import build_model, local_to_official_keys
+from model import build_model, local_to_official_keys, run_with_probes
 from workbench.zoo.checkpoints import load_state_dict
 from workbench.zoo.loader import OnnxModel, load
 from workbench.codec import combine_flip, decode_heatmaps, encode_heatmaps, flip_back, heatmap_to_image
@@ -87,6 +87,47 @@ def test_predict_heatmaps_averages_with_the_flipped_back_mirror(stand_in_model):
         expected = (model(images) + flip_back(model(images.flip(3)), FLIP_INDEX)) / 2
     assert torch.allclose(predict_heatmaps(model, images, flip=True), expected)
     assert predict_heatmaps(model, images, flip=False).shape == (2, 17, 64, 48)
+
+
+def _count_forward_calls(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Register a forward pre-hook on `model` that records each call's input; returns the (growing) record. The hook
+    stays until the caller clears it."""
+    calls: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda _module, inputs: calls.append(inputs[0].clone()))
+    return calls
+
+
+def test_predict_heatmaps_reads_the_weight_maps_of_the_unflipped_pass_without_another():
+    torch.manual_seed(0)
+    network = build_model("lite_csw_hrnet").eval()
+    with torch.no_grad():  # away from the initialisation, whose weight maps are all 0.5
+        for parameter in network.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    images = torch.randn(1, 3, 96, 64)
+    with torch.inference_mode():
+        plain, expected = run_with_probes(network, images)
+        plain_mirrored, mirrored = run_with_probes(network, images.flip(3))
+    for flip in (True, False):
+        calls = _count_forward_calls(network)
+        heatmaps, maps = predict_heatmaps(network, images, flip, weight_maps=True)
+        network._forward_pre_hooks.clear()
+        assert len(calls) == (2 if flip else 1) and torch.equal(calls[0], images)
+        assert torch.equal(heatmaps, combine_flip(plain, plain_mirrored, FLIP_INDEX) if flip else plain)
+        assert list(maps) == list(expected) and len(maps) == 108
+        for name, value in expected.items():
+            assert maps[name].device.type == "cpu" and torch.equal(maps[name], value.float()), name
+        assert not torch.allclose(maps["stage4/module1/block0/branch0/single/spatial"],
+                                  mirrored["stage4/module1/block0/branch0/single/spatial"])  # the unflipped pass's
+        assert not any(m._forward_hooks for m in network.modules())
+
+
+def test_models_without_weight_maps_give_none_and_estimates_carry_them_only_when_asked(stand_in_model):
+    images = torch.randn(1, 3, 256, 192)
+    heatmaps, maps = predict_heatmaps(stand_in_model, images, weight_maps=True)
+    assert maps == {} and torch.equal(heatmaps, predict_heatmaps(stand_in_model, images))
+    picture = np.random.default_rng(4).integers(0, 255, (300, 200, 3), dtype=np.uint8)
+    assert estimate_pose(stand_in_model, picture).weight_maps is None
+    assert estimate_pose(stand_in_model, picture, weight_maps=True).weight_maps == {}
 
 
 @pytest.mark.parametrize("image", [
@@ -175,3 +216,7 @@ def test_estimate_pose_with_the_paper_model():
     network = build_model("lite_csw_hrnet").eval()
     result = estimate_pose(network, np.full((200, 120, 3), 128, np.uint8), flip=False)
     assert result.heatmaps.shape == (17, 64, 48) and np.isfinite(result.keypoints).all()
+    probed = estimate_pose(network, np.full((200, 120, 3), 128, np.uint8), flip=False, weight_maps=True)
+    np.testing.assert_array_equal(probed.heatmaps, result.heatmaps)
+    assert probed.weight_maps["stage2/module0/block0/cross/channel"].shape == (60,)
+    assert probed.weight_maps["stage4/module1/block0/branch0/single/spatial"].shape == (1, 64, 48)

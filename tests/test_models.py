@@ -1,5 +1,6 @@
-"""The model zoo against the facts in shared/reference: parameter counts, FLOPs, shapes, gradients, modes, probes,
-the official checkpoint layout, and the CSW block's equations."""
+"""The model zoo against the published facts (the paper's Tables 1-3, the official code): parameter counts, FLOPs,
+shapes, gradients, modes, probes and stage numbering, Grad-CAM layer declarations, the official checkpoint layout,
+and the CSW block's equations."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torchvision import models
 
-from model import build_model, load_official_state_dict, local_to_official_keys, model_names, run_with_probes
+from model import FIRST_STAGE, build_model, load_official_state_dict, local_to_official_keys, model_names, \
+    record_weight_maps, run_with_probes, weight_map_modules
 from model.lite_hrnet import LiteHRModule
 from model.weighting import (
     ChannelWeight,
@@ -173,6 +175,55 @@ def test_probes_are_off_by_default(models_by_name):
     assert all(not m._forward_hooks for m in model.modules())
     _, maps = run_with_probes(models_by_name["resnet50"], torch.randn(1, 3, 64, 64))
     assert maps == {}
+
+
+def test_record_weight_maps_reads_each_call_and_removes_its_hooks(models_by_name):
+    model = models_by_name["lite_csw_hrnet"]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        _, expected = run_with_probes(model, x)
+        with record_weight_maps(model) as maps:
+            assert maps == {}
+            model(x)
+        model(x.flip(3))  # after the block: not recorded
+    assert list(maps) == list(expected)
+    assert all(torch.equal(maps[name], expected[name]) for name in expected)
+    assert not any(m._forward_hooks for m in model.modules())
+    with pytest.raises(RuntimeError, match="boom"), record_weight_maps(model):
+        raise RuntimeError("boom")
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_users_see_the_papers_stage_numbers_from_one_definition():
+    assert FIRST_STAGE == 2  # Table 1: the stem is stage 1, the weighting stages 2, 3, 4
+    with torch.device("meta"):
+        lite, hrnet = build_model("lite_hrnet_18"), build_model("small_hrnet_w16")
+    paths = {id(module): path for path, module in lite.named_modules()}
+    for name, module in weight_map_modules(lite).items():
+        stage = int(name.split("/")[0].removeprefix("stage"))
+        assert paths[id(module)].startswith(f"backbone.stage{stage - FIRST_STAGE}."), name
+    stages = {int(name.split("/")[0].removeprefix("stage")) for name in weight_map_modules(lite)}
+    assert stages == {FIRST_STAGE, FIRST_STAGE + 1, FIRST_STAGE + 2}
+    for network, stage_attribute in ((lite, lambda s: getattr(lite.backbone, f"stage{s}")),
+                                     (hrnet, lambda s: hrnet.stages[s])):
+        for name, layer in network.cam_layers().items():
+            if name.startswith("stage ") and "branch" in name:
+                index = int(name.split()[1]) - FIRST_STAGE
+                assert any(layer is m for m in stage_attribute(index).modules()), name
+    assert "stage 1 (1/4)" in hrnet.cam_layers() and "stage 4 branch 3 (1/32), last block" in lite.cam_layers()
+    with pytest.raises(ValueError, match=r"stages 2, 3, 4"):
+        build_model("lite_csw_hrnet", blocks_per_stage=(2, 2))
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_family_declares_its_grad_cam_layers(name):
+    with torch.device("meta"):
+        network = build_model(name)
+    layers = network.cam_layers()
+    assert len(layers) >= 4 and all(isinstance(layer, torch.nn.Module) for layer in layers.values())
+    owned = {id(module) for module in network.modules()}
+    assert all(id(layer) in owned for layer in layers.values())
+    assert list(layers)[-1] in {"head (1/4)", "deconv 3 (1/4)", "stage 4 branch 3 (1/32), last module"}
 
 
 def test_official_checkpoint_layout_round_trip():

@@ -13,11 +13,11 @@ import pytest
 
 from workbench.cli import main
 from workbench.data.images import read_image
-from workbench.predict.api import Predictor, PredictOptions, predict
-from workbench.predict.people import Person
-from workbench.predict.render import draw_people
-from workbench.predict.tracking import Tracker, box_iou
-from workbench.predict.video import VideoWriter, read_frames, video_info
+from workbench.prediction.api import Predictor, PredictOptions, predict
+from workbench.prediction.people import Person
+from workbench.prediction.render import draw_people
+from workbench.prediction.tracking import Tracker, box_iou
+from workbench.prediction.video import VideoWriter, read_frames, video_info
 
 FIVE_PEOPLE = "000000196141.jpg"
 
@@ -144,3 +144,17 @@ def test_video_writer_leaves_nothing_when_interrupted(tmp_path):
             writer.write(np.zeros((48, 64, 3), np.uint8))
             raise RuntimeError("stopped")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_with_a_detector_runs_end_to_end(detector_path, data_root, tmp_path):
+    sample = data_root / "coco-sample"
+    done = subprocess.run([sys.executable, "-m", "workbench", "evaluate", "--model", "lite_csw_hrnet", "--checkpoint",
+                           "lite_csw_hrnet_256x192_fashion", "--annotations", str(sample / "test_coco.json"),
+                           "--images", str(sample), "--detector", str(detector_path), "--output", str(tmp_path),
+                           "--no-flip", "--workers", "0", "--threads", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    detections = json.loads((tmp_path / "detections.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(detections) >= 12 and {d["category_id"] for d in detections} == {1}
+    assert metrics["results"] > 0 and 0.0 <= metrics["AP"] <= 1.0
+    assert metrics["settings"]["detector"].endswith("yolox_nano_coco.onnx")

@@ -150,6 +150,27 @@ def test_gradcam_layers_run_once_and_return_one_tensor(name):
         assert len(seen) == 1 and isinstance(seen[0], torch.Tensor) and seen[0].dim() == 4, label
 
 
+def test_gradcam_layers_are_what_the_model_declares():
+    class Declaring(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 17, 1)
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return self.conv(images)
+
+        def cam_layers(self) -> dict[str, torch.nn.Module]:
+            return {"the conv": self.conv}
+
+    declaring = Declaring()
+    assert gradcam_layers(declaring) == {"the conv": declaring.conv}
+    assert joint_gradcam(declaring, torch.randn(1, 3, 8, 6), 0, "the conv").shape == (1, 8, 6)
+    silent = torch.nn.Conv2d(3, 17, 1)
+    assert gradcam_layers(silent) == {}
+    with pytest.raises(WorkbenchError, match="declares no cam_layers"):
+        joint_gradcam(silent, torch.zeros(1, 3, 8, 6), 0, "stem (1/4)")
+
+
 def test_joint_gradcam_maps_the_crop_and_leaves_the_model_clean():
     torch.manual_seed(0)
     network = build_model("small_hrnet_w16").eval()

@@ -5,6 +5,7 @@ a torch module from `model.build_model`, or `workbench.zoo.checkpoints.OnnxModel
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -13,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from model import record_weight_maps
 from workbench.data.coco import box_problem
 from workbench.codec import combine_flip, decode_heatmaps, heatmap_to_image
 from workbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, box_to_center_size, crop_matrix, to_tensor, \
@@ -34,12 +36,23 @@ def model_device(model: Model) -> torch.device:
 
 
 @torch.inference_mode()
-def predict_heatmaps(model: Model, images: torch.Tensor, flip: bool = True) -> torch.Tensor:
-    """Heatmaps (N, 17, h, w) float32 on the CPU for normalised crops (N, 3, H, W), averaged with the flip test."""
+def predict_heatmaps(model: Model, images: torch.Tensor, flip: bool = True, *, weight_maps: bool = False
+                     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Heatmaps (N, 17, h, w) float32 on the CPU for normalised crops (N, 3, H, W), averaged with the flip test.
+
+    With `weight_maps`, returns (heatmaps, maps): also the weight maps that the unflipped pass computed, by probe
+    name (`model.probes`; float32 on the CPU, batch first), read by hooks around that one call, so no extra pass
+    runs; empty for models without weighting functions and for models that are not torch modules. The hooks live on
+    the model for the call, so callers sharing a model between threads must hold its lock.
+    """
     images = images.to(model_device(model))
-    heatmaps = model(images).float()
+    probing = weight_maps and isinstance(model, torch.nn.Module)
+    with record_weight_maps(model) if probing else nullcontext({}) as maps:
+        heatmaps = model(images).float()
     if flip:
         heatmaps = combine_flip(heatmaps, model(images.flip(3)).float(), FLIP_INDEX)
+    if weight_maps:
+        return heatmaps.cpu(), {name: value.float().cpu() for name, value in maps.items()}
     return heatmaps.cpu()
 
 
@@ -79,7 +92,8 @@ def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, thresh
 @dataclass
 class PoseEstimate:
     """One person: keypoints (17, 2) and scores (17,) in image pixels, the heatmaps (17, h, w), the crop the model
-    saw (H, W, 3) RGB uint8, `matrix` (2, 3) mapping image pixels to crop pixels, and the box (x, y, w, h) used."""
+    saw (H, W, 3) RGB uint8, `matrix` (2, 3) mapping image pixels to crop pixels, and the box (x, y, w, h) used;
+    `weight_maps` by probe name (batch dimension removed) when asked for, else None."""
 
     keypoints: np.ndarray
     scores: np.ndarray
@@ -87,12 +101,15 @@ class PoseEstimate:
     crop: np.ndarray
     matrix: np.ndarray
     box: np.ndarray
+    weight_maps: dict[str, np.ndarray] | None = None
 
 
 def estimate_pose(model: Model, image: str | Path | np.ndarray, box: Sequence[float] | None = None, *,
                   input_size: tuple[int, int] | None = None, flip: bool = True, decode: str = "standard",
-                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> PoseEstimate:
-    """The pose of the person in `box` (x, y, w, h image pixels; default: the whole image) of one image.
+                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                  weight_maps: bool = False) -> PoseEstimate:
+    """The pose of the person in `box` (x, y, w, h image pixels; default: the whole image) of one image; with
+    `weight_maps`, also the weight maps of the unflipped pass (see `predict_heatmaps`).
 
     `image` is a path or an array (RGB, RGBA or grayscale; see `workbench.data.images.read_image`); `input_size` is the
     model's (height, width), by default its `input_size` attribute (torch models from `build_model` and OnnxModel
@@ -111,7 +128,14 @@ def estimate_pose(model: Model, image: str | Path | np.ndarray, box: Sequence[fl
     center, box_size = box_to_center_size(box, input_size[1] / input_size[0])
     matrix = crop_matrix(center, box_size, input_size)
     crop = warp_crop(pixels, matrix, input_size)
-    heatmaps = predict_heatmaps(model, to_tensor(crop, mean, std)[None], flip).numpy()
+    images = to_tensor(crop, mean, std)[None]
+    maps = None
+    if weight_maps:
+        heatmaps, probed = predict_heatmaps(model, images, flip, weight_maps=True)
+        maps = {name: value[0].numpy() for name, value in probed.items()}
+    else:
+        heatmaps = predict_heatmaps(model, images, flip)
+    heatmaps = heatmaps.numpy()
     coords, scores = decode_heatmaps(heatmaps, decode)
     keypoints = heatmap_to_image(coords, matrix[None])[0]
-    return PoseEstimate(keypoints, scores[0], heatmaps[0], crop, matrix, box)
+    return PoseEstimate(keypoints, scores[0], heatmaps[0], crop, matrix, box, maps)

@@ -1,9 +1,10 @@
 """What the Inspect and Compare panels compute, free of gradio.
 
-`run_inspect` runs one model on one image and person box and returns an `InspectResult` (the per-session state
-the panels are drawn from); `inspect_outputs` draws every Inspect panel and writes the downloads;
-`weight_maps_image` and `gradcam_image` draw one panel from a result; `compare` runs several models and times
-them interleaved. Errors a user can cause raise WorkbenchError.
+`run_inspect` runs one model on one image and person box (one inference, the weight maps read during it) and
+returns an `InspectResult` (the per-session state the panels are drawn from); `inspect_outputs` draws every Inspect
+panel and writes the downloads; `weight_maps_image` and `gradcam_image` draw one panel from a result, always with the
+result's own model; `compare` runs several models and times them interleaved. Errors a user can cause raise
+WorkbenchError.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from model import location_maps, run_with_probes
+from model import location_maps
 from workbench.interpret import drawing
 from workbench.app.inputs import MAX_SIDE, LoadedImage
 from workbench.interpret.structure import model_structure
@@ -26,20 +27,33 @@ from workbench.data.transforms import to_tensor
 from workbench.common.errors import WorkbenchError
 from workbench.evaluation.metrics import Predictions, coco_results
 from workbench.common.files import write_atomic, write_json_atomic
-from workbench.interpret.gradcam import joint_gradcam
+from workbench.interpret.gradcam import gradcam_layers, joint_gradcam
 from workbench.inference import PoseEstimate, estimate_pose, model_device
 from workbench.data.keypoints import JOINT_NAMES
 from workbench.speed.latency import Timing, time_interleaved
 
 LATENCY_REPEATS = 10
+DEFAULT_LOCATION = "stage3/module0/block0/cross"
+
+
+def default_location(locations: tuple[str, ...]) -> str | None:
+    """DEFAULT_LOCATION when the model has it, else its first weighting function, else None."""
+    if DEFAULT_LOCATION in locations:
+        return DEFAULT_LOCATION
+    return locations[0] if locations else None
+
+
+def default_layer(layers: tuple[str, ...]) -> str | None:
+    """The Grad-CAM layer shown by default: the last, nearest the output; None if the model offers none."""
+    return layers[-1] if layers else None
 
 
 @dataclass(frozen=True)
 class InspectResult:
     """One model's look at one image: the estimate (working-image pixels), every weight map for this image by probe
-    name (batch dimension removed), the model's cache key (name, weights, checkpoint) and label, and timings in
-    milliseconds: `inference_ms` for crop + forward passes (two with the flip test) + decoding, `forward_ms` for one
-    probed forward pass."""
+    name (batch dimension removed; read during the estimate's unflipped forward pass), the model's cache key (name,
+    weights, checkpoint) and label, and `inference_ms`, the milliseconds of the whole estimate: crop, forward passes
+    (two with the flip test, the weight maps recorded during the first) and decoding."""
 
     image: LoadedImage
     estimate: PoseEstimate
@@ -48,25 +62,19 @@ class InspectResult:
     label: str
     trained: bool
     inference_ms: float
-    forward_ms: float
     flip: bool
 
 
 def run_inspect(loaded: LoadedModel, image: LoadedImage, box: np.ndarray | None, flip: bool = True) -> InspectResult:
     """Run `loaded` on `image` in `box` (x, y, w, h working pixels; None: whole image): keypoints, heatmaps and
-    the weight maps of the crop the model saw."""
-    network = loaded.network
+    the weight maps of the crop the model saw, from one inference (the flip pair, or one pass without `flip`)."""
     with loaded.lock:
         start = time.perf_counter()
-        estimate = estimate_pose(network, image.pixels, box, flip=flip)
-        middle = time.perf_counter()
-        crop = to_tensor(estimate.crop)[None].to(model_device(network))
-        with torch.inference_mode():
-            _, maps = run_with_probes(network, crop)
+        estimate = estimate_pose(loaded.network, image.pixels, box, flip=flip, weight_maps=True)
         end = time.perf_counter()
-    arrays = {name: value[0].float().cpu().numpy() for name, value in maps.items()}
-    return InspectResult(image, estimate, arrays, (loaded.name, loaded.weights, loaded.checkpoint), loaded.label,
-                         loaded.trained, (middle - start) * 1e3, (end - middle) * 1e3, flip)
+    key = (loaded.name, loaded.weights, loaded.checkpoint)
+    return InspectResult(image, estimate, estimate.weight_maps or {}, key, loaded.label, loaded.trained,
+                         (end - start) * 1e3, flip)
 
 
 def keypoints_in_original(result: InspectResult) -> np.ndarray:
@@ -106,9 +114,9 @@ def status_text(result: InspectResult, device: torch.device) -> str:
         size += f", downscaled to {working[1]}x{working[0]} (long side above {MAX_SIDE} px)"
     box = result.estimate.box * image.scale
     lines.append(f"Image {image.name}, {size}; person box x, y, w, h = {', '.join(f'{v:.0f}' for v in box)}.")
-    flip = "with" if result.flip else "without"
-    lines.append(f"Inference {result.inference_ms:.0f} ms (crop, forward {flip} flip test, decode); "
-                 f"one probed forward pass {result.forward_ms:.0f} ms; device {device}.")
+    passes = "two forward passes (flip test)" if result.flip else "one forward pass (no flip test)"
+    lines.append(f"Inference {result.inference_ms:.0f} ms: crop, {passes} with the weight maps read during the "
+                 f"first, decode; device {device}.")
     return "\n\n".join(lines)
 
 
@@ -122,8 +130,22 @@ def weight_maps_image(result: InspectResult, location: str | None) -> np.ndarray
     return drawing.figure_to_array(figure)
 
 
+def panel_choices(result: InspectResult, location: str | None, layer: str | None) -> tuple[str | None, str | None]:
+    """The weighting location and Grad-CAM layer that the panels of `result` show for the chosen ones: a choice the
+    inspected model has is kept, None (or empty) means no panel, and any other (a menu left from another model) gives
+    way to that model's default."""
+    structure = model_structure(result.model_key[0])
+    if location and location not in structure.locations:
+        location = default_location(structure.locations)
+    if layer and layer not in structure.layers:
+        layer = default_layer(structure.layers)
+    return location or None, layer or None
+
+
 def gradcam_image(result: InspectResult, cache: ModelCache, joint: str, layer: str | None) -> np.ndarray | None:
-    """Grad-CAM (H, W, 3) of the inspected model for `joint` (a JOINT_NAMES entry) at `layer`, over the crop."""
+    """Grad-CAM (H, W, 3) of the inspected model (the result's own, whatever model is chosen now) for `joint` (a
+    JOINT_NAMES entry) at `layer`, over the crop. A layer that model does not have (a menu left from another model)
+    gives way to its default layer, which the figure's title names; None for no layer."""
     if not layer:
         return None
     if joint not in JOINT_NAMES:
@@ -132,6 +154,11 @@ def gradcam_image(result: InspectResult, cache: ModelCache, joint: str, layer: s
     loaded = cache.get(name, weights, checkpoint)
     crop = to_tensor(result.estimate.crop)[None]
     with loaded.lock:
+        layers = tuple(gradcam_layers(loaded.network))
+        if layer not in layers:
+            layer = default_layer(layers)
+            if layer is None:
+                return None
         cam = joint_gradcam(loaded.network, crop, JOINT_NAMES.index(joint), layer)[0]
     figure = drawing.map_over_crop_figure(result.estimate.crop, cam, f"Grad-CAM: {joint} at {layer}",
                                             "Grad-CAM (peak of the joint's heatmap)")
@@ -160,8 +187,9 @@ def _slug(text: str) -> str:
 def inspect_outputs(result: InspectResult, cache: ModelCache, location: str | None, joint: str, layer: str | None,
                     folder: Path) -> InspectOutputs:
     """Draw every Inspect panel and write the downloads to `folder`: keypoints.json (COCO results), heatmaps.npy
-    (17, h, w) float32, and each figure as PNG."""
+    (17, h, w) float32, and each figure as PNG. `location` and `layer` go through `panel_choices`."""
     estimate = result.estimate
+    location, layer = panel_choices(result, location, layer)
     skeleton = drawing.figure_to_array(drawing.skeleton_figure(
         result.image.pixels, estimate.keypoints, estimate.scores, estimate.box, title=result.label))
     grid = drawing.figure_to_array(drawing.heatmap_grid_figure(estimate.heatmaps, estimate.scores,

@@ -15,8 +15,8 @@ import numpy as np
 
 from model import model_names
 from workbench.interpret import drawing
-from workbench.app.analysis import CompareOutputs, InspectOutputs, InspectResult, compare, gradcam_image, \
-    inspect_outputs, run_inspect, weight_maps_image
+from workbench.app.analysis import CompareOutputs, InspectOutputs, InspectResult, compare, default_layer, \
+    default_location, gradcam_image, inspect_outputs, panel_choices, run_inspect, weight_maps_image
 from workbench.app.inputs import LoadedImage, detection_choices, example_images, load_image, person_box, \
     read_detections
 from workbench.app.models import weight_choices
@@ -25,15 +25,7 @@ from workbench.zoo.cache import CHECKPOINT, ModelCache, best_weights
 from workbench.common.errors import WorkbenchError
 
 DEFAULT_MODEL = "lite_csw_hrnet"
-DEFAULT_LOCATION = "stage3/module0/block0/cross"
 COMPARE_MODELS = ("lite_csw_hrnet", "lite_hrnet_18")
-
-
-def default_location(locations: tuple[str, ...]) -> str | None:
-    """DEFAULT_LOCATION when the model has it, else its first weighting function, else None."""
-    if DEFAULT_LOCATION in locations:
-        return DEFAULT_LOCATION
-    return locations[0] if locations else None
 
 
 def compare_locations() -> list[str]:
@@ -90,7 +82,20 @@ class Workbench:
         structure = model_structure(name)
         layers = list(structure.layers)
         return (weight_choices(name), best_weights(name), list(structure.locations),
-                default_location(structure.locations), layers, layers[-1] if layers else None)
+                default_location(structure.locations), layers, default_layer(structure.layers))
+
+    @staticmethod
+    def result_menus(result: InspectResult | None, location: str | None,
+                     layer: str | None) -> tuple[list[str], str | None, list[str], str | None]:
+        """The weighting-location and Grad-CAM-layer menus of the inspected result's model: choices, and the values
+        its panels show for the chosen `location` and `layer` (see `panel_choices`). So that the menus always belong
+        to the result on screen, the page sets them from this after each Run rather than when the model menu
+        changes (wire it to succeed the Run). Without a result, both menus are empty."""
+        if result is None:
+            return [], None, [], None
+        structure = model_structure(result.model_key[0])
+        location, layer = panel_choices(result, location, layer)
+        return list(structure.locations), location, list(structure.layers), layer
 
     def _folder(self) -> Path:
         self.output_root.mkdir(parents=True, exist_ok=True)
@@ -112,7 +117,8 @@ class Workbench:
         return None if result is None else weight_maps_image(result, location)
 
     def gradcam(self, result: InspectResult | None, joint: str, layer: str | None) -> np.ndarray | None:
-        """Redraw Grad-CAM of the last inspected image for another joint or layer."""
+        """Redraw Grad-CAM of the last inspected image for another joint or layer, with the result's own model (a
+        layer it does not have gives way to its default layer)."""
         return None if result is None else gradcam_image(result, self.cache, joint, layer)
 
     def compare(self, upload: str | None, example: str | None, box_mode: str, box_text: str,

@@ -99,11 +99,10 @@ def build_app(workbench: Workbench) -> gr.Blocks:
         image_inputs = [upload, example, box_mode, box_text, detection]
 
         def model_changed(name: str):
-            choices, value, locs, loc, cam_layers, cam_layer = workbench.model_menus(name)
-            return (gr.Dropdown(choices=choices, value=value), gr.Dropdown(choices=locs, value=loc),
-                    gr.Dropdown(choices=cam_layers, value=cam_layer))
+            choices, value, *_ = workbench.model_menus(name)
+            return gr.Dropdown(choices=choices, value=value)
 
-        model.change(readable(model_changed), model, [weight, location, layer], api_visibility="private")
+        model.change(readable(model_changed), model, weight, api_visibility="private")
         upload.upload(lambda: None, None, example, api_visibility="private")
         example.input(lambda: None, None, upload, api_visibility="private")
         for trigger in (upload.change, example.change, box_mode.change, box_text.submit, detection.change):
@@ -121,11 +120,16 @@ def build_app(workbench: Workbench) -> gr.Blocks:
             return (outputs.status, outputs.skeleton, outputs.table, outputs.heatmap_grid, outputs.merged,
                     outputs.weight_maps, outputs.gradcam, outputs.files, result)
 
+        def result_menus(result, location_value, layer_value):
+            locs, loc, cam_layers, cam_layer = workbench.result_menus(result, location_value, layer_value)
+            return gr.Dropdown(choices=locs, value=loc), gr.Dropdown(choices=cam_layers, value=cam_layer)
+
         run.click(readable(inspect),
                   [upload, example, model, weight, checkpoint, box_mode, box_text, detection, flip, location, joint,
                    layer],
                   [status, skeleton, table, grid, merged, weight_maps, gradcam, downloads, result_state],
-                  api_name="inspect")
+                  api_name="inspect").success(readable(result_menus), [result_state, location, layer], [location, layer],
+                                              api_visibility="private")
         location.input(readable(workbench.weight_maps), [result_state, location], weight_maps, api_visibility="private")
         for trigger in (joint.input, layer.input):
             trigger(readable(workbench.gradcam), [result_state, joint, layer], gradcam, api_visibility="private")

@@ -2,9 +2,10 @@
 throughput for every model, written to complexity.md, complexity.csv and two plots in --output (atomically).
 
 FLOPs: fvcore (1e9) and the convention of each published row (A: HRNet repository, B: Lite-HRNet's torchstat;
-G = 2^30), against the figures of the seed paper and shared/reference/table-rows.md. Latency per image on the CPU at
-batch 1 (eager PyTorch, the fast PyTorch path, ONNX Runtime; interleaved; median, min and max), peak memory,
-throughput at batch --throughput-batch, and CUDA timings when a GPU is present.
+G = 2^30), against the figures printed in the paper's Tables 2 and 3 and the official repositories
+(`workbench/speed/published_figures.yaml` names each source). Latency per image on the CPU at batch 1 (eager
+PyTorch, the fast PyTorch path, ONNX Runtime; interleaved; median, min and max), peak memory, throughput at batch
+--throughput-batch, and CUDA timings when a GPU is present.
 """
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from workbench.commands import positive_int
+from workbench.commands import add_command, add_threads, positive_int
+
+SIZES = ((256, 192), (384, 288))
+"""The input sizes (height, width) of the report when --sizes is not given."""
+FAST_VARIANTS = ("jit", "jit_channels_last", "compile")
+"""The fast PyTorch paths --fast-variants chooses from (`workbench.speed.compiled`)."""
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -24,30 +30,35 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "complexity", help="complexity and speed report of every model (FLOPs, latency, ONNX Runtime)",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--models", nargs="+", help="model names (default: every model of model.model_names())")
-    parser.add_argument("--sizes", nargs="+", type=_size, default=[(256, 192), (384, 288)], metavar="HxW",
-                        help="input sizes, height x width in pixels (multiples of 32)")
-    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads for PyTorch and ONNX Runtime")
-    parser.add_argument("--repeats", type=positive_int, default=30, help="timed rounds per model (each backend once a round)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per backend before timing")
-    parser.add_argument("--budget", type=float, default=30.0,
+    parser = add_command(subparsers, "complexity", "report parameters, FLOPs and latency of every model",
+                         __doc__.split("\n\n")[0].split(": ", 1)[1])
+    parser.add_argument("--models", nargs="+", metavar="NAME",
+                        help="model names (default: every model; see `python -m workbench models`)")
+    parser.add_argument("--sizes", nargs="+", type=_size, metavar="HxW",
+                        help="input sizes, height x width in pixels, multiples of 32 (default: "
+                             f"{' '.join(f'{height}x{width}' for height, width in SIZES)})")
+    add_threads(parser, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=30, metavar="N",
+                        help="timed rounds per model (each backend once a round)")
+    parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed calls per backend before timing")
+    parser.add_argument("--budget", type=float, default=30.0, metavar="SECONDS",
                         help="seconds of latency rounds per model and size before stopping early (at least 5 rounds)")
-    parser.add_argument("--throughput-batch", type=positive_int, default=32, help="batch size of the throughput measurement")
-    parser.add_argument("--throughput-repeats", type=positive_int, default=5, help="timed rounds of the throughput measurement")
-    parser.add_argument("--fast-variants", nargs="+", default=["jit", "jit_channels_last"],
-                        choices=["jit", "jit_channels_last", "compile"],
-                        help="fast PyTorch paths to try; the fastest is reported ('compile' takes minutes per model)")
+    parser.add_argument("--throughput-batch", type=positive_int, default=32, metavar="N",
+                        help="batch size of the throughput measurement")
+    parser.add_argument("--throughput-repeats", type=positive_int, default=5, metavar="N",
+                        help="timed rounds of the throughput measurement")
+    parser.add_argument("--fast-variants", nargs="+", default=["jit", "jit_channels_last"], choices=FAST_VARIANTS,
+                        metavar="NAME", help=f"fast PyTorch paths to try, of {', '.join(FAST_VARIANTS)} ('compile' "
+                                             "takes minutes per model); the fastest is reported")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime timings")
     parser.add_argument("--counts-only", action="store_true", help="count parameters and FLOPs only; no timing")
     parser.add_argument("--quick", action="store_true",
                         help="CI mode: 3 rounds, 1 warm-up, throughput at batch 2, the 'jit' fast path only")
-    parser.add_argument("--metrics", nargs="+", type=Path, default=[],
+    parser.add_argument("--metrics", nargs="+", type=Path, default=[], metavar="JSON",
                         help="metrics.json files of `python -m workbench evaluate`: the project's measured APs, "
                              "plotted beside the paper's")
-    parser.add_argument("--output", type=Path, help="report folder (default: the workbench reports folder)")
+    parser.add_argument("--output", type=Path, metavar="DIR",
+                        help="report folder (default: reports/, or $WORKBENCH_REPORTS)")
     parser.set_defaults(func=run)
 
 
@@ -62,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in models if m not in model_names()]
     if unknown:
         raise WorkbenchError(f"unknown model(s) {', '.join(unknown)}. Choose from: {', '.join(model_names())}.")
-    bad = [f"{h}x{w}" for h, w in args.sizes if h <= 0 or w <= 0 or h % 32 or w % 32]
+    sizes = list(args.sizes or SIZES)
+    bad = [f"{h}x{w}" for h, w in sizes if h <= 0 or w <= 0 or h % 32 or w % 32]
     if bad:
         raise WorkbenchError(f"input size(s) {', '.join(bad)} are not positive multiples of 32. Use e.g. 256x192.")
     measured = load_measured_ap([str(p) for p in args.metrics])
@@ -75,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                                  throughput_batch=args.throughput_batch,
                                  throughput_repeats=args.throughput_repeats, fast_variants=tuple(args.fast_variants),
                                  onnx=args.onnx)
-    rows, notes = measure_rows(models, list(args.sizes), settings)
+    rows, notes = measure_rows(models, sizes, settings)
     paths = write_report(rows, args.output or reports_dir(), settings, measured, notes, args.command_line)
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

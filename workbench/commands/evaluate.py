@@ -1,80 +1,71 @@
-"""`python -m workbench evaluate`: COCO keypoint metrics of a trained network on a COCO annotation file.
+"""`python -m workbench evaluate`: COCO keypoint metrics of one model on one COCO annotation file.
 
-Writes, into --output (default: reports/evaluate/<model>_<image set>/), the results in COCO's submission format
-(person_keypoints_<image set>_<model>_results.json) and metrics.json, each atomically (temporary file, then rename).
-Without ground-truth keypoints (test-dev2017 image info) only the results file is written, for submission.
-With --manifest, evaluates the project's trained weights (all, or the named entries) on the standard sets and
-writes the evaluation report into --output (default: reports/): evaluation.md, .csv, .png and training_curves.png.
-With --manifest FIRST SECOND --paired, compares the two entries on the same images instead: their AP difference with a
-paired bootstrap interval over images, in paired_<FIRST>_vs_<SECOND>.md and .csv.
+The model is a PyTorch checkpoint (--model NAME --checkpoint FILE), an exported ONNX graph (--onnx FILE), or the
+ground truth itself rendered as heatmaps (--round-trip: checks the annotations and the pipeline; expect AP near 1).
+Person boxes are the ground truth's, a detection file's (--detections) or a person detector's (--detector).
+Writes, into --output, the results in COCO's submission format (person_keypoints_<image set>_<model>_results.json)
+and metrics.json (AP, AP50, AP75, APM, APL, AR..., per-joint errors), each atomically. Without ground-truth
+keypoints (test-dev2017 image info) only the results file is written, for submission. Annotations without "area"
+(PoseTrack18 in COCO format) get the area of their box. For the project's trained weights on the standard sets, see
+`python -m workbench report`; for two of them on the same images, `python -m workbench compare`.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from workbench.codec import DECODERS
-from workbench.commands import positive_int
-
-WORKERS = 2
-"""DataLoader workers of a single-file evaluation when --workers is not given."""
-THRESHOLDS = {"score_threshold": 0.0, "vis_threshold": 0.2, "oks_threshold": 0.9}
-"""Defaults of the threshold options: the values `--manifest` evaluates with (its sets keep every detection)."""
-SINGLE_FILE_OPTIONS = ("annotations", "images", "detections", "input_size", "mean", "std", "checkpoint", "workers")
-"""Options (default None) of a single-file evaluation that `--manifest`, evaluating its own sets, would ignore."""
+from workbench.commands import add_command, add_decode, add_evaluation_options, check_decode, use_threads
+from workbench.common.errors import WorkbenchError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "evaluate", help="COCO keypoint AP of a model (checkpoint or ONNX) on an annotation file",
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = add_command(subparsers, "evaluate", "evaluate one model on one COCO keypoint annotation file",
+                         __doc__.split(": ", 1)[1])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="model name (one of model.model_names()); needs --checkpoint")
-    source.add_argument("--onnx", type=Path, help="exported ONNX file (its input size is read from the graph)")
-    source.add_argument("--manifest", nargs="*", metavar="NAME",
-                        help="evaluate the weights of weights/manifest.json (all, or these entries) on --sets and "
-                             "write the evaluation report")
+    source.add_argument("--model", metavar="NAME",
+                        help="model name (see `python -m workbench models`), with --checkpoint")
+    source.add_argument("--onnx", type=Path, metavar="FILE",
+                        help="exported ONNX graph (from `python -m workbench export`); its input size is read from "
+                             "the graph")
     source.add_argument("--round-trip", action="store_true",
-                        help="evaluate the ground truth rendered as target heatmaps instead of a model: checks the "
-                             "annotations and the pipeline (expect AP near 1); needs ground-truth boxes")
-    parser.add_argument("--paired", action="store_true",
-                        help="with --manifest FIRST SECOND: the AP difference of the two on the same images, with a "
-                             "paired bootstrap interval (sets default: fashion-pose-val-annotated fashion-pose-val)")
-    parser.add_argument("--rounds", type=positive_int, default=1000, help="bootstrap rounds of --paired")
-    parser.add_argument("--checkpoint", type=Path, help="state dict of --model")
+                        help="evaluate the ground truth rendered as target heatmaps instead of a model (needs "
+                             "ground-truth boxes)")
+    parser.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="PyTorch state dict of --model (torch.save(model.state_dict(), path)), or a weights "
+                             "entry of weights/manifest.json")
+    parser.add_argument("--annotations", type=Path, metavar="JSON", required=True,
+                        help="COCO person-keypoints json (or image_info json for test-dev)")
+    parser.add_argument("--images", type=Path, metavar="DIR", required=True,
+                        help="folder of the annotation file's images")
+    parser.add_argument("--detections", type=Path, metavar="JSON",
+                        help="person boxes in COCO results format (default: the ground-truth boxes)")
+    parser.add_argument("--detector", nargs="?", const=True, metavar="FILE",
+                        help="find the person boxes with a YOLOX ONNX person detector: FILE, or without it "
+                             "$WORKBENCH_DETECTOR, else YOLOX-Nano in the user cache (downloaded once); the boxes "
+                             "are written as detections.json beside the results")
+    parser.add_argument("--detection-threshold", type=float, default=0.01, metavar="SCORE",
+                        help="lowest person-box score --detector keeps (low: AP rewards recall)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="network input size (default: 256 192, or the ONNX graph's)")
     parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
-                        help="normalisation mean for pixels in [0, 1] (default: ImageNet's 0.485 0.456 0.406)")
+                        help="normalisation mean for pixels in [0, 1] (default: ImageNet's, 0.485 0.456 0.406)")
     parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
-                        help="normalisation std for pixels in [0, 1] (default: ImageNet's 0.229 0.224 0.225)")
-    parser.add_argument("--annotations", type=Path, help="COCO person-keypoints json (not with --manifest)")
-    parser.add_argument("--images", type=Path, help="folder of the annotation file's images (not with --manifest)")
-    parser.add_argument("--sets", nargs="+", help="with --manifest: named sets of workbench.evaluation.sets (default: "
-                                                  "fashion-pose-val-annotated fashion-pose-val coco-sample-gt "
-                                                  "coco-sample)")
-    parser.add_argument("--detections", type=Path, help="person boxes in COCO results format (default: the "
-                                                        "ground-truth boxes)")
-    parser.add_argument("--score-threshold", type=float, default=THRESHOLDS["score_threshold"],
-                        help="minimum detection box score")
+                        help="normalisation std for pixels in [0, 1] (default: ImageNet's, 0.229 0.224 0.225)")
+    parser.add_argument("--score-threshold", type=float, default=0.0, metavar="SCORE",
+                        help="lowest detection box score kept")
     parser.add_argument("--enclose-keypoints", action="store_true",
                         help="grow ground-truth boxes to contain their labelled keypoints (for carelessly drawn "
                              "boxes; departs from the standard protocol)")
-    parser.add_argument("--vis-threshold", type=float, default=THRESHOLDS["vis_threshold"],
+    parser.add_argument("--vis-threshold", type=float, default=0.2, metavar="SCORE",
                         help="joint scores above this count in rescoring (box score x mean joint score)")
-    parser.add_argument("--oks-threshold", type=float, default=THRESHOLDS["oks_threshold"],
+    parser.add_argument("--oks-threshold", type=float, default=0.9, metavar="OKS",
                         help="OKS NMS threshold (1 disables)")
-    parser.add_argument("--no-flip", dest="flip", action="store_false", help="skip the flip test")
-    parser.add_argument("--decode", choices=DECODERS, default="standard",
-                        help="heatmap decoding: quarter-pixel offset, or DARK refinement (--manifest reports both)")
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--workers", type=int, help=f"DataLoader worker processes, {WORKERS} when not given (not "
-                                                    "with --manifest)")
-    parser.add_argument("--device", default="auto", help="torch device for --model and --manifest: cpu, cuda, cuda:N "
-                                                         "or auto (cuda if available)")
-    parser.add_argument("--threads", type=positive_int,
-                        help="CPU threads for torch (default: torch's choice; 1 is often much faster on a busy machine)")
-    parser.add_argument("--output", type=Path, help="output folder (default: reports/evaluate/<model>_<set>)")
+    add_decode(parser)
+    add_evaluation_options(parser, onnx=True)
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="DataLoader worker processes (0: read images in the main process)")
+    parser.add_argument("--output", type=Path, metavar="DIR",
+                        help="output folder (default: reports/evaluate/<model>_<image set>)")
     parser.set_defaults(func=run)
 
 
@@ -87,57 +78,42 @@ def image_set_name(annotations: Path) -> str:
 
 
 def check_options(args: argparse.Namespace) -> None:
-    """Refuse, with one WorkbenchError each, counts that cannot work and options that the chosen mode would
-    ignore."""
-    from workbench.common.errors import WorkbenchError
-
-    if args.workers is not None and args.workers < 0:
+    """Refuse, with one WorkbenchError each, option combinations that cannot work."""
+    if args.workers < 0:
         raise WorkbenchError(f"--workers is {args.workers}: give a whole number of at least 0.")
-    if args.paired and (args.manifest is None or len(args.manifest) != 2):
-        raise WorkbenchError("--paired compares two weights entries: pass --manifest FIRST SECOND --paired (see "
-                             "`python -m workbench weights list`).")
-    if args.manifest is None and args.sets:
-        raise WorkbenchError("--sets names the sets of --manifest: add --manifest, or drop --sets and pass "
-                             "--annotations and --images.")
-    if args.manifest is not None:
-        ignored = [name for name in SINGLE_FILE_OPTIONS if getattr(args, name) is not None]
-        ignored += ["enclose_keypoints"] * args.enclose_keypoints
-        ignored += [name for name, default in THRESHOLDS.items() if getattr(args, name) != default]
-        if ignored:
-            options = ", ".join("--" + name.replace("_", "-") for name in ignored)
-            raise WorkbenchError(f"--manifest evaluates each weights entry on the sets of --sets, with their own "
-                                 "images and boxes, the entry's input size and the default normalisation, loading "
-                                 f"and thresholds, so it does not take {options}: drop "
-                                 f"{'it' if len(ignored) == 1 else 'them'}, or drop --manifest to evaluate one model "
-                                 "on one annotation file.")
+    if (args.model is None) != (args.checkpoint is None):
+        raise WorkbenchError("--model and --checkpoint go together: pass both (or --onnx, or --round-trip).")
+    if args.round_trip and (args.detections or args.detector):
+        raise WorkbenchError("--round-trip renders the ground truth, so it needs ground-truth boxes: drop "
+                             "--detections and --detector.")
+    if args.detections and args.detector:
+        raise WorkbenchError("--detections and --detector both give person boxes: pass one of them.")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from workbench.zoo.loader import load
-    from workbench.data.dataset import CocoKeypoints
-    from workbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from workbench.codec import DECODERS
     from workbench.common.devices import resolve_device
-    from workbench.common.errors import WorkbenchError
-    from workbench.evaluation.metrics import dataset_metrics, dataset_results, format_metrics, has_keypoint_annotations
     from workbench.common.files import write_json_atomic
     from workbench.common.paths import reports_dir
+    from workbench.data.dataset import CocoKeypoints
+    from workbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from workbench.detection.download import resolve_detector
+    from workbench.detection.yolox import PersonDetector
+    from workbench.evaluation.detections import detect_people
+    from workbench.evaluation.metrics import dataset_metrics, dataset_results, format_metrics, has_keypoint_annotations
+    from workbench.zoo.loader import DEFAULT_INPUT_SIZE, is_onnx_file, load
 
     check_options(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.manifest is not None:
-        return run_manifest(args)
-    if args.annotations is None or args.images is None:
-        raise WorkbenchError("pass --annotations and --images (the COCO json and its image folder), or --manifest "
-                             "to evaluate the project's weights on the standard sets.")
-    if (args.model is None) != (args.checkpoint is None):
-        raise WorkbenchError("--model and --checkpoint go together: pass both (or --onnx, or --round-trip).")
-    if args.round_trip and args.detections:
-        raise WorkbenchError("--round-trip renders the ground truth, so it needs ground-truth boxes: drop "
-                             "--detections.")
-    input_size = tuple(args.input_size) if args.input_size else (256, 192)
+    check_decode(args.decode, DECODERS)
+    if args.checkpoint is not None and is_onnx_file(args.checkpoint):
+        raise WorkbenchError(f"{args.checkpoint.name} is an ONNX graph, not a PyTorch checkpoint: pass it as --onnx "
+                             f"{args.checkpoint.name}, without --model and --checkpoint.")
+    if args.onnx is not None and not is_onnx_file(args.onnx):
+        raise WorkbenchError(f"--onnx takes an ONNX graph (.onnx, from `python -m workbench export`); "
+                             f"{args.onnx.name} is not one. For a PyTorch checkpoint pass --model NAME --checkpoint "
+                             f"{args.onnx.name}.")
+    use_threads(args.threads)
+    input_size = tuple(args.input_size) if args.input_size else DEFAULT_INPUT_SIZE
     model = None
     if args.onnx:
         model = load(None, args.onnx, input_size=tuple(args.input_size) if args.input_size else None,
@@ -145,23 +121,29 @@ def run(args: argparse.Namespace) -> int:
         input_size, label = model.input_size, args.onnx.stem
     elif args.model:
         device = resolve_device(args.device)
-        model, label = load(args.model, args.checkpoint, input_size=input_size, device=device), args.model
+        model = load(args.model, args.checkpoint, input_size=input_size, device=device, threads=args.threads)
+        label = args.model
     else:
         label = "round-trip"
     label = label.replace("_", "-")
-    dataset = CocoKeypoints(args.annotations, args.images, input_size, detections=args.detections,
+    image_set = image_set_name(args.annotations)
+    output = args.output or reports_dir() / "evaluate" / f"{label}_{image_set}"
+    detections = args.detections
+    if args.detector:
+        detector = PersonDetector(resolve_detector(None if args.detector is True else args.detector),
+                                  score_threshold=args.detection_threshold, threads=args.threads)
+        detections = write_json_atomic(output / "detections.json",
+                                       detect_people(args.annotations, args.images, detector))
+    dataset = CocoKeypoints(args.annotations, args.images, input_size, detections=detections,
                             score_threshold=args.score_threshold, enclose_keypoints=args.enclose_keypoints,
                             with_targets=args.round_trip,
                             mean=args.mean or IMAGENET_MEAN, std=args.std or IMAGENET_STD)
     print(dataset.summary())
     predictions, results = dataset_results(
-        model, dataset, flip=args.flip, decode=args.decode, batch_size=args.batch_size,
-        workers=WORKERS if args.workers is None else args.workers, progress=True, vis_threshold=args.vis_threshold,
-        oks_threshold=args.oks_threshold)
+        model, dataset, flip=args.flip, decode=args.decode, batch_size=args.batch_size, workers=args.workers,
+        progress=True, vis_threshold=args.vis_threshold, oks_threshold=args.oks_threshold)
     for image_id, message in predictions.unreadable.items():
         print(f"warning: skipped image {image_id}: {message}")
-    image_set = image_set_name(args.annotations)
-    output = args.output or reports_dir() / "evaluate" / f"{label}_{image_set}"
     results_path = write_json_atomic(output / f"person_keypoints_{image_set}_{label}_results.json", results)
     if has_keypoint_annotations(dataset.coco):
         metrics = dataset_metrics(dataset, predictions, results)
@@ -176,51 +158,12 @@ def run(args: argparse.Namespace) -> int:
                              "checkpoint": str(args.checkpoint) if args.checkpoint else None,
                              "input_size": list(input_size), "annotations": str(args.annotations),
                              "images": str(args.images),
-                             "detections": str(args.detections) if args.detections else None,
+                             "detections": str(detections) if detections else None,
+                             "detector": str(detector.path) if args.detector else None,
                              "score_threshold": args.score_threshold, "enclose_keypoints": args.enclose_keypoints,
                              "vis_threshold": args.vis_threshold,
                              "oks_threshold": args.oks_threshold, "flip": args.flip, "decode": args.decode,
                              "mean": list(dataset.mean), "std": list(dataset.std)})
     metrics_path = write_json_atomic(output / "metrics.json", metrics)
     print(f"wrote {results_path} and {metrics_path}")
-    return 0
-
-
-def run_manifest(args: argparse.Namespace) -> int:
-    """Evaluate the manifest's weights (all, or `args.manifest`'s names) on `args.sets` and write the report."""
-    from workbench.common.devices import resolve_device
-    from workbench.common.errors import WorkbenchError
-    from workbench.reports.evaluation import REPORT_SETS, evaluation_table, write_evaluation_report
-    from workbench.evaluation.sets import evaluation_sets
-    from workbench.common.paths import reports_dir
-    from workbench.zoo.manifest import find_weights, read_manifest
-
-    device = resolve_device(args.device)
-    if args.paired:
-        return run_paired(args, device)
-    entries = [find_weights(name) for name in args.manifest] if args.manifest else read_manifest()
-    if not entries:
-        raise WorkbenchError("the weights manifest has no entries yet: train a model (`python -m workbench train`) "
-                             "and publish it (`python -m workbench weights publish RUN`) first.")
-    table = evaluation_table(entries, evaluation_sets(args.sets or REPORT_SETS), flip=args.flip,
-                             batch_size=args.batch_size, device=device)
-    for path in write_evaluation_report(table, entries, args.output or reports_dir(), args.command_line, args.flip):
-        print(f"wrote {path}")
-    print(table.to_string(index=False))
-    return 0
-
-
-def run_paired(args: argparse.Namespace, device) -> int:
-    """Compare the two entries of `args.manifest` on `args.sets` with a paired bootstrap and write the report."""
-    from workbench.evaluation.sets import evaluation_sets
-    from workbench.reports.paired import PAIRED_SETS, paired_table, write_paired_report
-    from workbench.common.paths import reports_dir
-    from workbench.zoo.manifest import find_weights
-
-    first, second = (find_weights(name) for name in args.manifest)
-    table = paired_table(first, second, evaluation_sets(args.sets or PAIRED_SETS), (args.decode,), flip=args.flip,
-                         batch_size=args.batch_size, device=device, rounds=args.rounds)
-    for path in write_paired_report(table, first, second, args.output or reports_dir(), args.command_line, args.flip):
-        print(f"wrote {path}")
-    print(table.to_string(index=False))
     return 0

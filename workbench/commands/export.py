@@ -9,24 +9,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.commands import positive_int
+from workbench.commands import add_command, add_threads, positive_int, use_threads
 from workbench.commands.complexity import _size
+from workbench.common.errors import WorkbenchError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export", help="export a model to ONNX, check it against PyTorch and time it in ONNX Runtime",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("model", help="model name (one of model.model_names())")
-    parser.add_argument("--size", type=_size, default=(256, 192), metavar="HxW", help="input height x width")
-    parser.add_argument("--batch", type=positive_int, default=1, help="batch size of the graph (static)")
-    parser.add_argument("--checkpoint", type=Path, help="state dict to export (default: untrained, see above)")
-    parser.add_argument("--output", type=Path, help="ONNX file (default: <reports>/onnx/<model>_<H>x<W>_b<N>.onnx)")
+    parser = add_command(subparsers, "export", "export a model to ONNX, checked and timed in ONNX Runtime",
+                         __doc__.split(": ", 1)[1])
+    parser.add_argument("model", help="model name (see `python -m workbench models`)")
+    parser.add_argument("--size", type=_size, default="256x192", metavar="HxW", help="input height x width")
+    parser.add_argument("--batch", type=positive_int, default=1, metavar="N", help="batch size of the graph (static)")
+    parser.add_argument("--checkpoint", type=Path, metavar="FILE",
+                        help="PyTorch state dict of the model (default: untrained, with weights re-drawn as above)")
+    parser.add_argument("--output", type=Path, metavar="FILE",
+                        help="ONNX file (default: reports/onnx/<model>_<H>x<W>_b<N>.onnx)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="write the exporter's graph without the project's graph rewrites")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted max abs difference")
-    parser.add_argument("--threads", type=positive_int, default=2, help="ONNX Runtime intra-op threads for the timing")
-    parser.add_argument("--repeats", type=positive_int, default=20, help="timed ONNX Runtime runs (after 3 warm-up runs)")
+    add_threads(parser, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=20, metavar="N",
+                        help="timed ONNX Runtime runs (after 3 warm-up runs)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile the kernels: time and count per operator type, printed and written as "
                              "<output>.operators.csv")
@@ -37,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from model import build_model, model_names
-    from workbench.zoo.loader import load
-    from workbench.common.errors import WorkbenchError
+    from workbench.zoo.loader import is_onnx_file, load
     from workbench.speed.onnx_export import (conditioned_random_weights, export_onnx, onnx_parity, operators_csv,
                                   operators_table, ort_session, profile_operators, run_session, save_onnx)
     from workbench.common.files import write_text_atomic
@@ -50,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     height, width = args.size
     if height <= 0 or width <= 0 or height % 32 or width % 32:
         raise WorkbenchError(f"size {height}x{width} is not a positive multiple of 32: use e.g. 256x192.")
+    if args.checkpoint is not None and is_onnx_file(args.checkpoint):
+        raise WorkbenchError(f"{args.checkpoint.name} is an ONNX graph, not a PyTorch checkpoint: it needs no export. "
+                             f"Pass a state dict of {args.model} saved with torch.save(model.state_dict(), path).")
+    use_threads(args.threads)
     if args.checkpoint:
         network = load(args.model, args.checkpoint, input_size=args.size)
     else:

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from workbench.commands import add_command
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list the models with parameters, output shape and probes")
-    parser.add_argument("--input-size", type=int, nargs=2, default=(256, 192), metavar=("H", "W"))
+    parser = add_command(subparsers, "models", "list the models with parameters, output shape and probes",
+                         __doc__.split(": ", 1)[1].strip())
+    parser.add_argument("--input-size", type=int, nargs=2, default=(256, 192), metavar=("H", "W"),
+                        help="input height and width in pixels (multiples of 32)")
     parser.set_defaults(func=run)
 
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workbench.commands import add_command
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "notebooks", help="execute the reproduction notebooks (in place, or --quick into another folder)",
-        description=__doc__.split("\n\n")[1])
+    parser = add_command(subparsers, "notebooks", "execute the reproduction notebooks (in place, or --quick)",
+                         __doc__.split("\n\n")[1])
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="notebooks to execute, e.g. 02_training or 02 (default: all, in order)")
     parser.add_argument("--quick", action="store_true",
                         help="small parameters (a few images, a tiny training run): all four in about two minutes")
-    parser.add_argument("--output", type=Path,
+    parser.add_argument("--output", type=Path, metavar="DIR",
                         help="folder for the executed notebooks (default: notebooks/ itself, or reports/notebooks/ "
                              "with --quick)")
     parser.set_defaults(func=run)

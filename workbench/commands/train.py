@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workbench.commands import add_command
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train a network from a config (resumable; torchrun for many GPUs)",
-        description=__doc__.split("\n\n")[1])
+    parser = add_command(subparsers, "train", "train a network from a config (resumable, many GPUs)",
+                         __doc__.split("\n\n")[1])
     parser.add_argument("--config", help="YAML file, or the name of a config in workbench/configs (see --list)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override settings, e.g. train.epochs=5 data.root=/datasets model.input_size=[128,96]")
-    parser.add_argument("--output", type=Path, help="run folder (default: runs/<config name>)")
+    parser.add_argument("--output", type=Path, metavar="DIR", help="run folder (default: runs/<config name>)")
     parser.add_argument("--resume", nargs="?", const="", type=str, metavar="CHECKPOINT",
                         help="continue a run: from CHECKPOINT (a file or a run folder), or from <output>/last.pt; "
                              "without --config the checkpoint's own config is used")

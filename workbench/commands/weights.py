@@ -9,23 +9,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.commands import positive_int
+from workbench.commands import add_command, add_threads, use_threads
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("weights", help="list the trained weights, or publish a finished training run",
-                                   description=__doc__.split("\n\n")[1])
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="the manifest's entries, their validation AP and a sha256 check")
+    parser = add_command(subparsers, "weights", "list the trained weights, or publish a finished training run",
+                         __doc__.split("\n\n")[1])
+    actions = parser.add_subparsers(title="actions", dest="action", required=True, metavar="ACTION")
+    listing = add_command(actions, "list", "the manifest's entries, their validation AP and a sha256 check")
     listing.set_defaults(func=run_list)
-    publish = actions.add_parser("publish", help="store a finished run's final weights as a manifest entry")
+    publish = add_command(actions, "publish", "store a finished run's final weights as a manifest entry",
+                          "Evaluates the run's final weights in float32 and float16 on its validation set, stores "
+                          "them in weights/ (float16 when --tolerance allows), copies the run's log and curves "
+                          "beside them and records the run in weights/manifest.json.")
     publish.add_argument("run", type=Path, help="run folder written by `python -m workbench train`")
     publish.add_argument("--name", help="entry name (default: the run's config name)")
-    publish.add_argument("--checkpoint", default="last.pt", help="file in the run folder (last.pt: the end of the "
-                                                                 "schedule, chosen without looking at validation)")
+    publish.add_argument("--checkpoint", default="last.pt", metavar="FILE",
+                         help="file in the run folder (last.pt: the end of the schedule, chosen without looking at "
+                              "validation)")
     publish.add_argument("--tolerance", type=float, default=1e-3,
                          help="largest validation AP change that float16 storage may cause (else float32)")
-    publish.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    add_threads(publish, onnx=False)
     publish.set_defaults(func=run_publish)
 
 
@@ -51,12 +55,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    import torch
-
     from workbench.training.publishing import publish_run
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     entry, ap = publish_run(args.run, args.name, args.checkpoint, args.tolerance)
     print(f"validation AP: float32 {ap['float32']:.4f}, float16 {ap['float16']:.4f}; stored as "
           f"{entry.run['stored_as']}")

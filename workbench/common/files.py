@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(temporary path)` (the temporary keeps `path`'s suffix, so format-by-extension writers work), sync
+    """Call `write(temporary path)` (a unique hidden file beside `path` that keeps its suffix, so format-by-extension
+    writers work and two threads writing one target never share it), sync
     the file and its folder, and rename it over `path`. Returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    os.chmod(name, 0o644)
+    temporary = Path(name)
     try:
         write(temporary)
         with temporary.open("rb+") as handle:

@@ -1,11 +1,14 @@
 """Person instances from a COCO person-keypoints file (ground-truth boxes) or a COCO detection results file.
 
 Instances that cannot be cropped or trained on are skipped and counted by reason (see SKIP_REASONS); the counts are
-reported by the dataset and the evaluate command. Files that are missing or malformed raise WorkbenchError.
+reported by the dataset and the evaluate command. Files that are missing or malformed raise WorkbenchError. Files in
+COCO format that leave out what COCOeval needs (PoseTrack18 has no "area") are completed, and files whose keypoint
+names differ from COCO's are read in COCO's order: each says so in one logged line (`complete_annotations`).
 """
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from workbench.common.errors import WorkbenchError
-from workbench.data.keypoints import NUM_JOINTS
+from workbench.data.keypoints import JOINT_NAMES, NUM_JOINTS
+
+log = logging.getLogger(__name__)
 
 SKIP_REASONS = {
     "crowd": "ground-truth crowd region (iscrowd=1)",
@@ -26,6 +31,12 @@ SKIP_REASONS = {
     "unknown_image_id": "image id absent from the annotation file",
 }
 """Why an annotation or detection yields no instance: reason key -> description (counts are kept per key)."""
+FILLED_FIELDS = {
+    "area": "box width x height, as mmpose does",
+    "num_keypoints": "the labelled keypoints counted",
+    "iscrowd": "0",
+}
+"""Annotation fields that COCOeval needs and `complete_annotations` fills in where a file leaves them out."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,39 @@ def person_category(coco: dict, path: str | Path) -> int:
     raise WorkbenchError(f"{path} has no person category. Pass a COCO person-keypoints annotation file.")
 
 
+def complete_annotations(coco: dict, path: str | Path) -> None:
+    """Fill in, in `coco` itself, the FILLED_FIELDS an annotation lacks, so that every reader (the instances, COCOeval
+    and its area ranges, the per-joint errors) uses the same values, and say so in one logged line; warn in one line
+    when the keypoint names of the person category differ from COCO's 17 (PoseTrack's head_bottom and head_top):
+    the joints are then read as COCO's, in the file's order. A second call on the same contents finds nothing to
+    fill."""
+    name = Path(path).name
+    annotations = [a for a in coco.get("annotations", []) if isinstance(a, dict)]
+    lacking = {field: 0 for field in FILLED_FIELDS}
+    for annotation in annotations:
+        box = annotation.get("bbox")
+        if "area" not in annotation and isinstance(box, list) and len(box) == 4:
+            annotation["area"] = float(box[2]) * float(box[3])
+            lacking["area"] += 1
+        if "num_keypoints" not in annotation and isinstance(annotation.get("keypoints"), list):
+            annotation["num_keypoints"] = int(sum(v > 0 for v in annotation["keypoints"][2::3]))
+            lacking["num_keypoints"] += 1
+        if "iscrowd" not in annotation:
+            annotation["iscrowd"] = 0
+            lacking["iscrowd"] += 1
+    missing = [field for field, count in lacking.items() if count]
+    if missing:
+        log.warning("%s: annotations lack %s; using %s.", name,
+                    ", ".join(f"{field} ({lacking[field]} of {len(annotations)})" for field in missing),
+                    "; ".join(f"{field} = {FILLED_FIELDS[field]}" for field in missing))
+    for category in coco.get("categories", []):
+        names = category.get("keypoints") if isinstance(category, dict) else None
+        if isinstance(names, list) and len(names) == NUM_JOINTS and tuple(names) != JOINT_NAMES:
+            renamed = [f"{theirs} for {ours}" for theirs, ours in zip(names, JOINT_NAMES) if theirs != ours]
+            log.warning("%s: keypoint names differ from COCO's (%s): read as COCO's 17 joints in the file's order, "
+                        "evaluated with COCO's OKS sigmas.", name, ", ".join(renamed))
+
+
 def image_table(coco: dict, path: str | Path) -> dict[int, ImageInfo]:
     """Image id -> ImageInfo; the file must give every image's id, file_name, width and height."""
     try:
@@ -129,9 +173,11 @@ def ground_truth_instances(coco: dict, path: str | Path, enclose_keypoints: bool
     labelled keypoints, empty boxes and annotations of unknown images.
 
     `enclose_keypoints` first grows each box to contain its labelled keypoints, for files whose boxes were drawn
-    carelessly (a box beside its person crops the wrong pixels).
+    carelessly (a box beside its person crops the wrong pixels). The file is completed first
+    (`complete_annotations`).
     """
     category = person_category(coco, path)
+    complete_annotations(coco, path)
     images = image_table(coco, path)
     result = InstanceSet(images, [])
     for annotation in coco.get("annotations", []):
@@ -164,9 +210,11 @@ def detection_instances(coco: dict, path: str | Path, detections_path: str | Pat
 
     Keeps person boxes with score >= score_threshold as detected (not clipped, as the reference does); skips other
     categories, empty boxes, boxes wholly outside the image and unknown image ids. Raises WorkbenchError if no
-    detection names an image of the annotation file.
+    detection names an image of the annotation file. The annotation file is completed first (`complete_annotations`:
+    COCOeval reads its ground truth).
     """
     category = person_category(coco, path)
+    complete_annotations(coco, path)
     images = image_table(coco, path)
     detections = read_json(detections_path, "detection file")
     required = {"image_id", "category_id", "bbox", "score"}

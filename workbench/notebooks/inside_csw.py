@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, Subset
 
-from model import location_maps, run_with_probes
+from model import FIRST_STAGE, location_maps
 from workbench.interpret import drawing
 from workbench.interpret.structure import model_structure
 from workbench.zoo.cache import LoadedModel, ModelCache, best_weights
@@ -80,7 +80,8 @@ def load_models(names: Sequence[str], device: str = "cpu") -> list[LoadedModel]:
 def default_cam_layer(network: torch.nn.Module) -> str:
     """The Grad-CAM layer shown by default: the highest-resolution branch of the last stage, else the last layer."""
     layers = list(gradcam_layers(network))
-    return next((name for name in layers if name.startswith("stage 4 branch 0")), layers[-1])
+    last_stage = f"stage {FIRST_STAGE + 2} branch 0"
+    return next((name for name in layers if name.startswith(last_stage)), layers[-1])
 
 
 @dataclass
@@ -104,13 +105,11 @@ def look(loaded: LoadedModel, person: Person, cam_layer: str | None = None) -> L
     network = loaded.network
     layer = cam_layer or default_cam_layer(network)
     with loaded.lock:
-        estimate = estimate_pose(network, person.image, person.box)
+        estimate = estimate_pose(network, person.image, person.box, weight_maps=True)
         crop = to_tensor(estimate.crop)[None].to(model_device(network))
-        with torch.inference_mode():
-            _, maps = run_with_probes(network, crop)
         cams = np.concatenate([joint_gradcam(network, crop, joint, layer) for joint in range(len(JOINT_NAMES))])
-    return Look(loaded, person, estimate, {name: value[0].float().cpu().numpy() for name, value in maps.items()},
-                transform_points(person.joints[:, :2], estimate.matrix), person.joints[:, 2] > 0, cams, layer)
+    return Look(loaded, person, estimate, estimate.weight_maps, transform_points(person.joints[:, :2], estimate.matrix),
+                person.joints[:, 2] > 0, cams, layer)
 
 
 def look_all(models: Sequence[LoadedModel], people: Sequence[Person], cam_layer: str | None = None) -> list[Look]:

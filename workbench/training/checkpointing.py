@@ -68,7 +68,7 @@ def load_checkpoint(path: str | Path, config: Config | None = None) -> dict[str,
     if not isinstance(state, dict) or state.get("format") != FORMAT or any(key not in state for key in REQUIRED):
         raise WorkbenchError(f"{path} is not a training checkpoint of this workbench (no {FORMAT!r} state with "
                              "optimiser, schedule and config); a bare model state dict can be evaluated "
-                             "(`python -m workbench evaluate --checkpoint`) but not resumed.")
+                             "(`python -m workbench evaluate --model NAME --checkpoint FILE`) but not resumed.")
     try:
         state["config"] = build_config(state["config"], where=str(path))
     except WorkbenchError as error:

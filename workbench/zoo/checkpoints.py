@@ -7,7 +7,10 @@ upload's server-side folder means nothing to the user).
 """
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -47,8 +50,28 @@ def _what_it_is(path: Path) -> str | None:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError:
-        return "not a PyTorch checkpoint (unknown binary format)"
+        return "a binary file of an unknown format"
     return "a text file"
+
+
+def _pickle_is_whole(path: Path) -> bool:
+    """Whether the object pickle of a file that torch refused to unpickle is whole (then it holds objects other than
+    tensors, whose loading could run code) rather than cut short. Read with pickletools, which runs nothing."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(next(name for name in archive.namelist() if name.endswith("data.pkl")))
+        else:
+            data = path.read_bytes()
+        stream = io.BytesIO(data)
+        first = list(pickletools.genops(stream))
+        if any(argument == torch.serialization.MAGIC_NUMBER for _, argument, _ in first):
+            for _ in range(3):  # torch's legacy format: magic number, protocol, system info, then the object
+                for _ in pickletools.genops(stream):
+                    pass
+    except (ValueError, EOFError, StopIteration, OSError, zipfile.BadZipFile, KeyError):
+        return False
+    return True
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -60,8 +83,13 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if problem is not None:
         raise WorkbenchError(f"{path.name} is not a readable PyTorch checkpoint: it is {problem}. {SAVE_HINT}")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's advice on pickle protocols is not for the user of a checkpoint
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if not _pickle_is_whole(path):
+            raise WorkbenchError(f"{path.name} is not a readable PyTorch checkpoint: it is truncated or damaged. "
+                                 f"{SAVE_HINT}") from None
         raise WorkbenchError(f"{path.name} is not a readable PyTorch checkpoint: it holds Python objects that would "
                              f"run code when loaded, which the workbench never does. {SAVE_HINT}") from None
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError, IndexError):

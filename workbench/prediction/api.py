@@ -13,19 +13,29 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import tempfile
+
 import numpy as np
 import torch
+from torch import nn
 
 from workbench.common.errors import WorkbenchError
 from workbench.data.images import read_image
 from workbench.detection.download import resolve_detector
 from workbench.detection.yolox import PersonDetector
-from workbench.predict.people import Person, estimate_people
-from workbench.predict.tracking import Tracker
-from workbench.predict.video import is_video, read_frames
-from workbench.zoo.loader import load
+from workbench.prediction.people import Person, estimate_people
+from workbench.prediction.tracking import Tracker
+from workbench.prediction.video import is_video, read_frames
+from workbench.common.devices import resolve_device
+from workbench.inference import Model
+from workbench.speed.onnx_export import export_onnx, save_onnx
+from workbench.zoo.loader import OnnxModel, load
 
 DEFAULT_WEIGHTS = "lite_csw_hrnet_256x192_fashion"
+ENGINES = ("auto", "onnx", "torch")
+"""Where the pose network runs: "onnx" (ONNX Runtime on the CPU, the project's export at batch 1), "torch" (PyTorch
+eager, on any device), "auto" (ONNX Runtime on the CPU, where `benchmarks/predict_speed.py` measures it several
+times faster than eager PyTorch for these networks; PyTorch on CUDA)."""
 DETECTION_THRESHOLD = 0.25
 """The lowest person-box score kept: YOLOX-Nano gives partly hidden people scores near 0.3."""
 
@@ -47,14 +57,15 @@ class Predictor:
     """A pose network and a person detector, ready for images and frames.
 
     `model`: a model name (None for a manifest entry or an ONNX file, which name their model); `weights`: what
-    `workbench.zoo.loader.load` accepts. `detector`: a YOLOX ONNX path, None for the default (`--detector`,
+    `workbench.zoo.loader.load` accepts; `engine` one of ENGINES. `detector`: a YOLOX ONNX path, None for the default (`--detector`,
     `$WORKBENCH_DETECTOR`, the user cache, a download), or False for no detector (the whole image is one person).
     """
 
     def __init__(self, model: str | None = None, weights: str | Path = DEFAULT_WEIGHTS, *,
                  detector: str | Path | bool | None = None, options: PredictOptions = PredictOptions(),
-                 device: str | torch.device = "cpu", threads: int | None = None) -> None:
-        self.network = load(model, weights, device=device, threads=threads)
+                 device: str | torch.device = "cpu", threads: int | None = None, engine: str = "auto") -> None:
+        device = resolve_device(device) if isinstance(device, str) else device
+        self.network = pose_engine(load(model, weights, device=device, threads=threads), engine, device, threads)
         self.options = options
         self.detector = None if detector is False else PersonDetector(
             resolve_detector(None if detector in (None, True) else detector),
@@ -86,13 +97,27 @@ class Predictor:
             yield tracker.update(self.people(pixels))
 
 
+def pose_engine(network: Model, engine: str, device: torch.device, threads: int | None) -> Model:
+    """`network` on the chosen engine (see ENGINES): a torch module as it is, or exported to ONNX Runtime."""
+    if engine not in ENGINES:
+        raise WorkbenchError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}.")
+    if not isinstance(network, nn.Module) or engine == "torch" or (engine == "auto" and device.type != "cpu"):
+        return network
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_onnx(export_onnx(network, network.input_size, batch_size=1), f"{folder}/{network.name}.onnx")
+        exported = OnnxModel(path, threads)
+    exported.name = network.name
+    return exported
+
+
 def predict(inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray], weights: str | Path = DEFAULT_WEIGHTS,
             *, model: str | None = None, detector: str | Path | bool | None = None,
             options: PredictOptions = PredictOptions(), device: str | torch.device = "cpu",
-            threads: int | None = None) -> list[Person] | list[list[Person]]:
+            threads: int | None = None, engine: str = "auto") -> list[Person] | list[list[Person]]:
     """The people of one image (a path or an RGB array): a list of `Person`, best first; of a list of images: one
     such list per image; of a video file: one list per frame, with track ids."""
-    predictor = Predictor(model, weights, detector=detector, options=options, device=device, threads=threads)
+    predictor = Predictor(model, weights, detector=detector, options=options, device=device, threads=threads,
+                          engine=engine)
     if isinstance(inputs, (str, Path)) and is_video(inputs):
         return list(predictor.frames(read_frames(inputs)))
     if isinstance(inputs, (str, Path, np.ndarray)):

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib import colormaps
 
 from workbench.data.keypoints import SKELETON
-from workbench.predict.people import Person
+from workbench.prediction.people import Person
 
 KEYPOINT_THRESHOLD = 0.3
 """Joints scoring below this are not drawn, nor are limbs that touch them."""

@@ -4,6 +4,7 @@ ever left where a finished one would be."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,10 @@ class VideoWriter:
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temporary = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.mp4")
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.mp4", dir=self.path.parent)
+        os.close(handle)
+        os.chmod(name, 0o644)
+        self.temporary = Path(name)
         width, height = size
         self.writer = cv2.VideoWriter(str(self.temporary), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not self.writer.isOpened():

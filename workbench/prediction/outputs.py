@@ -12,10 +12,10 @@ from tqdm import tqdm
 from workbench.common.errors import WorkbenchError
 from workbench.common.files import write_atomic, write_json_atomic
 from workbench.data.images import read_image
-from workbench.predict.api import Predictor
-from workbench.predict.render import draw_people
-from workbench.predict.tracking import Tracker
-from workbench.predict.video import VideoWriter, is_video, read_frames, video_info
+from workbench.prediction.api import Predictor
+from workbench.prediction.render import draw_people
+from workbench.prediction.tracking import Tracker
+from workbench.prediction.video import VideoWriter, is_video, read_frames, video_info
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 """Files a folder input contributes as images (besides its videos)."""

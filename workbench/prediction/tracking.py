@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from workbench.predict.people import Person
+from workbench.prediction.people import Person
 
 
 def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
