@@ -4,24 +4,20 @@ target): kernels per run and microseconds per run from ONNX Runtime's profiler, 
 Both graphs go through the project's export (graph rewrites on) and session settings (spinning off), 256x192,
 batch 1, profiled in interleaved rounds. Profiling adds its own overhead per kernel; the ratio of record is
 `benchmarks/speed_targets.py`'s.
-Run: python benchmarks/onnx_operators.py [--models lite_csw_hrnet lite_hrnet_18] [--threads 2] [--runs 50]
+Run (after `pip install -e .`): python benchmarks/onnx_operators.py [--models lite_csw_hrnet lite_hrnet_18] [--threads 2] [--runs 50]
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+from tqdm import tqdm
+
+from model import build_model
+from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, profile_operators
 
 
 def main() -> int:
-    import numpy as np
-    from tqdm import tqdm
-
-    from model import build_model
-    from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, profile_operators
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs=2, default=["lite_csw_hrnet", "lite_hrnet_18"])
     parser.add_argument("--threads", type=int, default=2)

@@ -23,10 +23,9 @@ import torch
 
 from workbench.common.paths import data_root, models_root
 from workbench.data.transforms import to_tensor
-from workbench.inference import predict_heatmaps
+from workbench.inference import crop_people, predict_heatmaps
 from workbench.prediction.api import Predictor, PredictOptions
 from workbench.prediction.outputs import predict_video
-from workbench.prediction.people import crops_of
 from workbench.prediction.video import VideoWriter, read_frames, video_info
 from workbench.speed.latency import interleaved_seconds, paired_ratio
 
@@ -35,7 +34,7 @@ import resource, sys
 from pathlib import Path
 from workbench.prediction.api import Predictor, PredictOptions
 from workbench.prediction.outputs import predict_video
-predictor = Predictor(detector=sys.argv[2], options=PredictOptions(flip=False), threads=int(sys.argv[4]))
+predictor = Predictor.load(detector=sys.argv[2], options=PredictOptions(flip=False), threads=int(sys.argv[4]))
 predict_video(predictor, Path(sys.argv[1]), Path(sys.argv[3]), progress=False)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
@@ -71,10 +70,10 @@ def main() -> None:
     print(f"{args.video.name}: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, "
           f"{args.threads} threads, {args.rounds} interleaved rounds")
 
-    predictors = {engine: Predictor(detector=args.detector, options=PredictOptions(flip=False), threads=args.threads,
+    predictors = {engine: Predictor.load(detector=args.detector, options=PredictOptions(flip=False), threads=args.threads,
                                     engine=engine) for engine in ("onnx", "torch")}
     boxes = [predictors["onnx"].boxes(frame)[0] for frame in frames]
-    crops = [torch.stack([to_tensor(c) for c in crops_of(frame, b, (256, 192))[0]]) for frame, b in zip(frames, boxes)]
+    crops = [torch.stack([to_tensor(c) for c in crop_people(frame, b, (256, 192))[0]]) for frame, b in zip(frames, boxes)]
     people = sum(len(b) for b in boxes)
     engines = interleaved_seconds({engine: (lambda p=p: [p.network(c) for c in crops])
                                    for engine, p in predictors.items()}, repeats=args.rounds, warmup=1)
@@ -83,7 +82,7 @@ def main() -> None:
     print(f"torch / onnx time: {paired_ratio(engines['torch'], engines['onnx']):.2f}")
 
     for flip in (False, True):
-        predictor = Predictor(detector=args.detector, options=PredictOptions(flip=flip), threads=args.threads)
+        predictor = Predictor.load(detector=args.detector, options=PredictOptions(flip=flip), threads=args.threads)
         output = scratch / f"flip_{flip}"
         calls = {
             "loop": lambda: predict_video(predictor, args.video, output, progress=False),

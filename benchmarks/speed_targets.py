@@ -8,47 +8,25 @@
    weights), which takes a few minutes to build; the TorchScript paths ("jit", "jit_channels_last") build in
    seconds but keep one interpreted call per operator.
 
-Ratios are medians of per-round ratios (each round times every contender once); min-based ratios are printed too.
-Run: python benchmarks/speed_targets.py [--rounds 200] [--threads 2] [--fast-variant compile]
+Ratios are medians of per-round ratios (`workbench.speed.latency.interleaved_seconds`: each round times every
+contender once, after one untimed call that absorbs the switch between runtimes); min-based ratios are printed too.
+Run (after `pip install -e .`): python benchmarks/speed_targets.py [--rounds 200] [--threads 2] [--fast-variant compile]
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-from workbench.speed.compiled import FAST_VARIANTS  # noqa: E402
-
-
-def _rounds(calls: dict, rounds: int, warmup: int, block: int) -> dict[str, list[float]]:
-    """Per-round times (s) of each call: every round runs each call `block` + 1 times back to back in a shuffled
-    order and keeps the median of the last `block` (the first absorbs switching between runtimes)."""
-    import random
-    import time
-
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    order, shuffler = list(calls), random.Random(0)
-    for _ in range(rounds):
-        shuffler.shuffle(order)
-        for name in order:
-            samples = []
-            for _ in range(block + 1):
-                begin = time.perf_counter()
-                calls[name]()
-                samples.append(time.perf_counter() - begin)
-            times[name].append(statistics.median(samples[1:]))
-    return times
+from model import build_model
+from workbench.speed.compiled import FAST_VARIANTS, fast_model
+from workbench.speed.latency import interleaved_seconds, paired_ratio, set_threads
+from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, ort_session, run_session
 
 
 def _report(times: dict[str, list[float]], numerator: str, denominator: str, target: float, label: str) -> bool:
-    from workbench.speed.latency import paired_ratio
-
     for name, values in times.items():
         print(f"  {name:36s} median {statistics.median(values) * 1000:8.2f} ms   min {min(values) * 1000:8.2f} ms")
     ratio = paired_ratio(times[numerator], times[denominator])
@@ -67,13 +45,6 @@ def main() -> int:
     parser.add_argument("--spinning", action="store_true", help="let ONNX Runtime workers spin between operators")
     args = parser.parse_args()
 
-    import torch
-
-    from model import build_model
-    from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, ort_session, run_session
-    from workbench.speed.compiled import fast_model
-    from workbench.speed.latency import paired_ratio, set_threads
-
     size = (256, 192)
     set_threads(args.threads)
     csw = conditioned_random_weights(build_model("lite_csw_hrnet", input_size=size), size)
@@ -89,7 +60,8 @@ def main() -> int:
     }
     sessions = {name: ort_session(graph, args.threads, args.spinning) for name, graph in sessions.items()}
     onnx_calls = {name: (lambda s=s: run_session(s, array)) for name, s in sessions.items()}
-    times = _rounds(onnx_calls, args.rounds, 5, 2)
+    # one untimed call, then the median of two timed ones, per contender and round
+    times = interleaved_seconds(onnx_calls, args.rounds, warmup=5, settle=1, block=2)
     first = _report(times, "lite_csw_hrnet (project export)", "lite_hrnet_18 (project export)", 1.0,
                     "lite_csw_hrnet / lite_hrnet_18")
     plain = paired_ratio(times["lite_csw_hrnet (plain exporter graph)"], times["lite_hrnet_18 (project export)"])
@@ -102,7 +74,7 @@ def main() -> int:
         difference = (fast(images) - csw(images)).abs().max().item()
         torch_calls = {"lite_csw_hrnet fast": lambda: fast(images), "lite_hrnet_18 eager": lambda: lite18(images),
                        "lite_csw_hrnet eager": lambda: csw(images)}
-        times = _rounds(torch_calls, max(10, args.rounds // 4), 3, 1)
+        times = interleaved_seconds(torch_calls, max(10, args.rounds // 4), warmup=3, settle=1, block=1)
     second = _report(times, "lite_csw_hrnet fast", "lite_hrnet_18 eager", 0.5, "fast lite_csw_hrnet / eager lite_hrnet_18")
     print(f"  fast vs eager lite_csw_hrnet max abs difference {difference:.1e} (target < 1e-4: "
           f"{'MET' if difference < 1e-4 else 'NOT MET'})")

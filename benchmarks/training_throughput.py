@@ -24,7 +24,7 @@ from workbench.data.dataset import CocoKeypoints
 from workbench.training import load_config
 from workbench.training.config import Config
 from workbench.training.data import build_datasets, build_train_loader
-from workbench.training.loop import forward_backward, train_step
+from workbench.training.loop import build_optimizer, forward_backward, train_step
 from workbench.training.loss import JointsMSELoss
 
 VARIANTS = {"float32": (False, None), "channels_last": (True, None), "bfloat16": (False, torch.bfloat16),
@@ -49,7 +49,7 @@ def measure(variant: str, config: Config, dataset: CocoKeypoints, steps: int, ro
     torch.manual_seed(0)
     model = build_model(config["model"]["name"], tuple(config["model"]["input_size"]), **config["model"]["options"])
     model = model.train().to(memory_format=layout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["train"]["lr"])
+    optimizer = build_optimizer(model, config["train"])
     criterion = JointsMSELoss()
     batches = iter(build_train_loader(dataset, batch_size, config["data"]["workers"]))
     cached = next(batches)

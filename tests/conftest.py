@@ -20,15 +20,19 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _missing(message: str) -> None:
+    """Shared material is missing: a failure in CI (which must have it), a skip elsewhere."""
+    if _in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The shared data folder (`$WORKBENCH_DATA`, default ../shared/data beside the repository)."""
     root = shared_data_root()
     if not root.is_dir():
-        message = f"shared data not found at {root}; set {DATA_ENV} to its folder"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"shared data not found at {root}; set {DATA_ENV} to its folder")
     return root
 
 
@@ -40,10 +44,7 @@ def detector_path(data_root: Path) -> Path:
     """The shared YOLOX-Nano export in the models folder beside the data; skips when missing, fails in CI."""
     path = models_root() / SHARED_DETECTOR
     if not path.is_file():
-        message = f"shared detector not found at {path} (the models folder beside {data_root})"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"shared detector not found at {path} (the models folder beside {data_root})")
     return path
 
 

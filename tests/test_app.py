@@ -24,7 +24,7 @@ from workbench.app import complexity_panel
 from workbench.app.analysis import keypoints_json, run_inspect, weight_maps_image
 from workbench.app.callbacks import Workbench, compare_locations
 from workbench.app.inputs import MAX_SIDE, coco_image_id, detection_choices, downscale, load_image, parse_box, \
-    person_box, read_detections
+    person_box, read_detections, whole_image_box
 from workbench.app.models import CHECKPOINT_LABEL, model_choices, weight_choices
 from workbench.interpret.structure import model_structure
 from workbench.zoo.cache import CHECKPOINT, UNTRAINED_LABEL, ModelCache, best_weights
@@ -37,6 +37,9 @@ from workbench.data.keypoints import JOINT_NAMES
 from workbench.data.transforms import to_tensor
 from workbench.common.paths import REPO_ROOT
 from workbench.zoo.manifest import save_weights
+from workbench.app.analysis import person_choices
+from workbench.detection.yolox import PersonDetector
+from workbench.prediction.video import video_info
 
 INSIDE_BOX = "156, 106, 200, 300"  # its padded crop lies inside the 512x512 astronaut
 
@@ -77,8 +80,8 @@ def workbench(tmp_path_factory, examples) -> Workbench:
 def _inspect(workbench: Workbench, upload=None, example="card", model="lite_csw_hrnet", weights=UNTRAINED,
              checkpoint=None, mode="whole image", box="", location="stage2/module0/block0/cross",
              joint="left_wrist", layer="head (1/4)"):
-    return workbench.inspect(upload, example, model, weights, checkpoint, mode, box, None, True, location, joint,
-                             layer)
+    return workbench.inspect(upload, example, model, weights, checkpoint, mode, box, None, None, True, location,
+                             joint, layer)
 
 
 # Inputs: images, boxes, detections.
@@ -321,7 +324,7 @@ def test_one_inspect_run_is_one_inference_with_the_weight_maps_read_during_it(wo
     handle = network.register_forward_pre_hook(lambda module, inputs: calls.append(inputs[0].shape))
     try:
         outputs, result = workbench.inspect(None, "astronaut", "lite_csw_hrnet", weights, None, "typed box",
-                                            INSIDE_BOX, None, flip, "stage3/module0/block0/cross", "nose", None)
+                                            INSIDE_BOX, None, None, flip, "stage3/module0/block0/cross", "nose", None)
     finally:
         handle.remove()
     assert len(calls) == (2 if flip else 1)  # the flip pair, or one pass; no extra probed pass
@@ -391,8 +394,8 @@ def test_two_users_at_once_get_their_own_results(workbench):
 
 def test_weight_maps_of_csw_and_lite_hrnet_differ_in_kind(workbench, examples):
     image = load_image(None, "card", examples)
-    csw = run_inspect(workbench.cache.get("lite_csw_hrnet", UNTRAINED), image, None)
-    lite = run_inspect(workbench.cache.get("lite_hrnet_18", UNTRAINED), image, None)
+    csw = run_inspect(workbench.cache.get("lite_csw_hrnet", UNTRAINED), image, whole_image_box(image))
+    lite = run_inspect(workbench.cache.get("lite_hrnet_18", UNTRAINED), image, whole_image_box(image))
     assert csw.maps["stage3/module0/block0/cross/spatial"].shape == (1, 16, 12)
     assert csw.maps["stage3/module0/block0/cross/channel"].shape == (140,)
     assert lite.maps["stage3/module0/block0/cross/weights"].shape == (140, 16, 12)
@@ -403,13 +406,16 @@ def test_weight_maps_of_csw_and_lite_hrnet_differ_in_kind(workbench, examples):
 def test_preview_and_detections_follow_the_chosen_image(workbench, data_root):
     plain = workbench.preview(None, "card", "whole image", "", None)
     boxed = workbench.preview(None, "card", "typed box", "10, 10, 50, 80", None)
-    assert plain.shape == boxed.shape and (plain != boxed).any()
+    assert plain["image"].shape == boxed["image"].shape == (160, 120, 3)
+    assert [(b["xmin"], b["ymin"], b["xmax"], b["ymax"]) for b in boxed["boxes"]] == [(10, 10, 60, 90)]
     assert workbench.preview(None, None, "whole image", "", None) is None
+    assert workbench.preview(None, "card", "typed box", "", None)["boxes"] == []  # nothing typed yet: no error
     coco = Workbench(workbench.cache, workbench.output_root)
     example = "000000000785.jpg (coco-sample)"
     choices = coco.detections(str(data_root / "coco-sample" / "test_coco_det_AP_H_56.json"), None, example)
-    image, box = coco.image_and_box(None, example, "detection file", "", choices[0][1])
-    np.testing.assert_allclose(box, parse_box(choices[0][1]))
+    boxes, scores, source = coco.people_boxes(coco.image(None, example), "detection file", "", choices[0][1], None)
+    np.testing.assert_allclose(boxes[0], parse_box(choices[0][1]))
+    assert scores is None and source == "detection file"
     assert coco.detections(None, None, example) == []
 
 
@@ -423,8 +429,8 @@ def test_model_menus_follow_the_model(workbench):
 
 
 def test_compare_runs_each_model_and_sets_weight_maps_side_by_side(workbench):
-    outputs = workbench.compare(None, "card", "whole image", "", None, ["lite_csw_hrnet", "lite_hrnet_18"],
-                                "stage2/module1/block1/cross", False)
+    _, inspected = _inspect(workbench, location=None, layer=None)
+    outputs = workbench.compare(inspected, ["lite_csw_hrnet", "lite_hrnet_18"], "stage2/module1/block1/cross", False)
     assert list(outputs.table["model"]) == ["lite_csw_hrnet", "lite_hrnet_18"]
     assert (outputs.table["forward ms (median)"] >= outputs.table["min"]).all() and (outputs.table["min"] > 0).all()
     assert list(outputs.table["weights"]) == [best_weights("lite_csw_hrnet"), best_weights("lite_hrnet_18")]
@@ -432,7 +438,9 @@ def test_compare_runs_each_model_and_sets_weight_maps_side_by_side(workbench):
     assert len(outputs.skeletons) == len(outputs.heatmaps) == 2
     assert [caption.split(" · ")[0] for _, caption in outputs.weight_maps] == ["lite_csw_hrnet", "lite_hrnet_18"]
     with pytest.raises(WorkbenchError, match="no models chosen"):
-        workbench.compare(None, "card", "whole image", "", None, [], None, True)
+        workbench.compare(inspected, [], None, True)
+    with pytest.raises(WorkbenchError, match="run Inspect on an image first"):
+        workbench.compare(None, ["lite_csw_hrnet"], None, True)
 
 
 # The Complexity tab.
@@ -511,14 +519,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served_app(tmp_path_factory):
-    """`python -m workbench app` in a subprocess on a free local port; its URL."""
+def served_app(tmp_path_factory, detector_path):
+    """`python -m workbench app` in a subprocess on a free local port, with the shared person detector; its URL."""
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
     with log.open("w") as output:
         process = subprocess.Popen([sys.executable, "-m", "workbench", "app", "--port", str(port), "--device", "cpu",
                                     "--threads", "1"], cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+                                   env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False",
+                                        "WORKBENCH_DETECTOR": str(detector_path)})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
     while True:
@@ -542,9 +551,9 @@ def test_served_app_returns_keypoints_and_figures_for_an_upload(served_app, tmp_
     client = Client(served_app, verbose=False)
     astronaut = _write(tmp_path / "astronaut.png", _astronaut())
     weights = best_weights("lite_csw_hrnet")
-    ask = ("lite_csw_hrnet", weights, None, "typed box", INSIDE_BOX, None, True, "stage3/module0/block0/cross",
+    ask = ("lite_csw_hrnet", weights, None, "typed box", INSIDE_BOX, None, None, True, "stage3/module0/block0/cross",
            "right_wrist", "head (1/4)")
-    status, skeleton, table, grid, merged, weight_maps, gradcam, files = client.predict(
+    status, skeleton, table, grid, merged, weight_maps, gradcam, files, person = client.predict(
         handle_file(str(astronaut)), None, *ask, api_name="/inspect")
     assert "lite_csw_hrnet" in status and "astronaut.png" in status
     by_name = {Path(f).name: Path(f) for f in files}
@@ -577,7 +586,8 @@ def test_served_app_keeps_two_users_apart(served_app, tmp_path):
     def ask(name: str) -> None:
         client = Client(served_app, verbose=False)
         answers[name] = client.predict(handle_file(str(uploads[name])), None, "lite_hrnet_18", UNTRAINED, None,
-                                       "whole image", "", None, False, None, "nose", None, api_name="/inspect")
+                                       "whole image", "", None, None, False, None, "nose", None,
+                                       api_name="/inspect")
 
     threads = [threading.Thread(target=ask, args=(name,)) for name in uploads]
     for thread in threads:
@@ -587,3 +597,85 @@ def test_served_app_keeps_two_users_apart(served_app, tmp_path):
     for name, size in (("astronaut.png", (512, 512)), ("card.png", (120, 160))):
         status, skeleton, *_ = answers[name]
         assert f"Image {name}, {size[0]}x{size[1]} px" in status
+
+
+# Every person: the detector, the person menu, Compare on the chosen person, the Video tab.
+
+FIVE_PEOPLE = "000000196141.jpg (coco-sample)"
+
+
+@pytest.fixture(scope="module")
+def detecting(workbench, detector_path) -> Workbench:
+    """The app's handlers with the shared person detector and the real examples."""
+    return Workbench(workbench.cache, workbench.output_root, detector=PersonDetector(detector_path, threads=1))
+
+
+def test_inspect_finds_every_person_and_shows_the_chosen_one(detecting, data_root):
+    weights = best_weights("lite_csw_hrnet")
+    outputs, result = detecting.inspect(None, FIVE_PEOPLE, "lite_csw_hrnet", weights, None, "detected people", "",
+                                        None, None, False, "stage3/module0/block0/cross", "nose", None)
+    assert len(result.people) >= 4 and "found by the person detector" in outputs.status
+    assert [label for label, _ in person_choices(result)][0].startswith("#0 · score")
+    height, width = result.image.pixels.shape[:2]
+    for person in result.people:
+        assert ((person.keypoints >= -1) & (person.keypoints <= [width + 1, height + 1])).all()
+        assert "stage3/module0/block0/cross/spatial" in person.estimate.weight_maps
+    second, chosen = detecting.person(result, 2, "stage3/module0/block0/cross", "nose", None)
+    assert chosen.chosen == 2 and "shown: #2" in second.status
+    assert not np.array_equal(chosen.estimate.heatmaps, result.estimate.heatmaps)
+    assert second.weight_maps is not None and not np.array_equal(second.skeleton, outputs.skeleton)
+    with pytest.raises(WorkbenchError, match="no person #99"):
+        detecting.person(result, 99, None, "nose", None)
+    compared = detecting.compare(chosen, ["lite_hrnet_18"], None, False)
+    assert len(compared.skeletons) == 1
+
+
+def test_detected_people_fall_back_to_the_whole_image_visibly(workbench, detecting):
+    flat = {"flat": lambda: np.full((240, 320, 3), 128, np.uint8)}
+    found = Workbench(workbench.cache, workbench.output_root, flat, detector=detecting.detector)
+    outputs, result = found.inspect(None, "flat", "lite_csw_hrnet", UNTRAINED, None, "detected people", "", None,
+                                    None, False, None, "nose", None)
+    assert len(result.people) == 1 and "the detector found no person" in outputs.status
+    blind = Workbench(workbench.cache, workbench.output_root, flat, detector_problem="offline, no detector file")
+    outputs, _ = blind.inspect(None, "flat", "lite_csw_hrnet", UNTRAINED, None, "detected people", "", None, None,
+                               False, None, "nose", None)
+    assert "whole image: offline, no detector file" in outputs.status
+
+
+def test_drawn_boxes_become_people(workbench):
+    drawn = {"boxes": [{"xmin": 10, "ymin": 20, "xmax": 70, "ymax": 150}, {"xmin": 60, "ymin": 5, "xmax": 110,
+                                                                            "ymax": 100}]}
+    outputs, result = workbench.inspect(None, "card", "lite_csw_hrnet", UNTRAINED, None, "drawn boxes", "", None,
+                                        drawn, False, None, "nose", None)
+    assert len(result.people) == 2 and "2 drawn boxes" in outputs.status
+    with pytest.raises(WorkbenchError, match="no box drawn"):
+        workbench.inspect(None, "card", "lite_csw_hrnet", UNTRAINED, None, "drawn boxes", "", None, {"boxes": []},
+                          False, None, "nose", None)
+
+
+def test_video_tab_draws_every_frame_and_writes_the_keypoints(detecting, data_root):
+    street = data_root / "video" / "street.mp4"
+    drawn, records, status = detecting.video(str(street), "lite_csw_hrnet", best_weights("lite_csw_hrnet"), False)
+    assert video_info(drawn).frames == video_info(street).frames
+    frames = {record["frame"] for record in json.loads(Path(records).read_text())}
+    assert frames == set(range(video_info(street).frames)) and "frames drawn" in status
+    text = Path(drawn).with_name("notes.mp4")
+    text.write_text("not a video")
+    with pytest.raises(WorkbenchError, match="not a readable video"):
+        detecting.video(str(text), "lite_csw_hrnet", UNTRAINED, False)
+
+
+@pytest.mark.slow
+def test_served_app_finds_the_five_people_and_returns_the_chosen_ones_maps(served_app, data_root):
+    from gradio_client import Client, handle_file
+
+    client = Client(served_app, verbose=False)
+    photo = data_root / "coco-sample" / "000000196141.jpg"
+    ask = ("lite_csw_hrnet", best_weights("lite_csw_hrnet"), None, "detected people", "", None, None, False,
+           "stage3/module0/block0/cross", "nose", None)
+    status, skeleton, table, grid, merged, weight_maps, gradcam, files, person = client.predict(
+        handle_file(str(photo)), None, *ask, api_name="/inspect")
+    assert "people (found by the person detector" in status
+    count = int(status.split(" px; ")[1].split(" ")[0])
+    assert count >= 4
+    assert cv2.imread(weight_maps).std() > 0 and cv2.imread(skeleton).shape[0] > 200

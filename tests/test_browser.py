@@ -1,5 +1,5 @@
-"""The app in a real browser: headless Chromium (Debian's package) driven by Playwright uploads a photo, runs
-Inspect, sees the skeleton and the weight maps, and takes a screenshot. The README's docs/app.png is regenerated
+"""The app in a real browser: headless Chromium (Debian's package) driven by Playwright uploads a photo of five
+people, runs Inspect, sees the skeleton and the weight maps, picks another person, and takes a screenshot. The README's docs/app.png is regenerated
 with `WORKBENCH_SCREENSHOT=docs/app.png python -m pytest tests/test_browser.py` (by default the screenshot goes to a
 temporary folder, so the tests leave the repository as they found it).
 
@@ -20,6 +20,7 @@ from workbench.app.callbacks import Workbench
 from workbench.app.layout import build_app
 from workbench.zoo.cache import ModelCache
 from workbench.common.paths import REPO_ROOT
+from workbench.detection.yolox import PersonDetector
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -43,14 +44,16 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """The app served from a thread of this process on a free local port (one PyTorch thread meanwhile)."""
+def app_url(tmp_path_factory, detector_path):
+    """The app served from a thread of this process on a free local port (one PyTorch thread meanwhile), with the
+    shared person detector."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    app = build_app(Workbench(ModelCache(torch.device("cpu")), tmp_path_factory.mktemp("downloads")))
+    app = build_app(Workbench(ModelCache(torch.device("cpu")), tmp_path_factory.mktemp("downloads"),
+                              detector=PersonDetector(detector_path, threads=1)))
     app.queue(default_concurrency_limit=2)
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
     yield f"http://127.0.0.1:{port}/"
@@ -59,12 +62,10 @@ def app_url(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_inspect_in_a_browser_shows_the_skeleton_and_the_weight_maps(chromium, app_url, tmp_path):
+def test_inspect_in_a_browser_finds_the_people_and_shows_the_chosen_one(chromium, app_url, data_root, tmp_path):
     from playwright.sync_api import expect, sync_playwright
-    from skimage import data
 
-    photo = tmp_path / "astronaut.jpg"
-    cv2.imwrite(str(photo), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    photo = data_root / "coco-sample" / "000000196141.jpg"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
             tmp_path / "profile", executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
@@ -73,11 +74,14 @@ def test_inspect_in_a_browser_shows_the_skeleton_and_the_weight_maps(chromium, a
             page = browser.new_page()
             page.goto(app_url)
             page.locator("#image-upload input[type=file]").set_input_files(str(photo))
-            expect(page.locator("#preview img")).to_be_visible(timeout=60_000)
+            expect(page.locator("#preview canvas, #preview img").first).to_be_visible(timeout=60_000)
             page.locator("#run-inspect").click()
             expect(page.locator("#skeleton img")).to_be_visible(timeout=120_000)
             expect(page.locator("#weight-maps img")).to_be_visible(timeout=120_000)
-            expect(page.locator("#inspect-status")).to_contain_text("lite_csw_hrnet")
+            expect(page.locator("#inspect-status")).to_contain_text("found by the person detector")
+            page.locator("#person input").click()
+            page.get_by_role("option", name="#1 · score", exact=False).first.click()
+            expect(page.locator("#inspect-status")).to_contain_text("shown: #1", timeout=120_000)
             for selector in ("#skeleton img", "#weight-maps img"):
                 assert page.locator(selector).evaluate("image => image.naturalWidth") > 200
             screenshot = REPO_ROOT / os.environ[SCREENSHOT_SETTING] if os.environ.get(SCREENSHOT_SETTING) else \

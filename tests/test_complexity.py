@@ -3,20 +3,25 @@ and the `python -m workbench complexity` command's files."""
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from torch import nn
 
 from model import build_model, model_names
 from workbench.cli import main
-from workbench.speed.complexity import M, convention_a_flops, convention_b_flops, count_parameters, fvcore_flops
-from workbench.reports.complexity import load_measured_ap
+from workbench.speed.complexity import ComplexityRow, convention_a_flops, convention_b_flops, count_parameters, \
+    fvcore_flops
+from workbench.reports.complexity import flops_ap_figure, latency_flops_figure, load_measured_ap
 from workbench.common.errors import WorkbenchError
-from workbench.speed.latency import Timing, paired_ratio, peak_memory_bytes, time_interleaved
-from workbench.speed.published import published_row, published_rows
+from workbench.common.paths import REPO_ROOT
+from workbench.speed.latency import Timing, interleaved_seconds, paired_ratio, peak_memory_bytes, time_interleaved
+from workbench.speed.published import FIGURES_FILE, M, published_row, published_rows
 
 
 def small_net() -> nn.Module:
@@ -91,6 +96,8 @@ def test_published_figures_name_their_sources_and_zoo_models():
     lite = published_row("lite_hrnet_18", (256, 192))
     assert lite.reference["params"] == 1_130_769 and lite.reference_recomputed_ops() == pytest.approx(205.2 * M)
     assert published_row("lite_csw_hrnet", (384, 288)).paper_row("seed_table2").ap == 67.2
+    cited = " ".join(rows[0].sources.values()) + FIGURES_FILE.read_text()
+    assert "reference/" not in cited and "github.com/HRNet/Lite-HRNet" in cited  # sources a reader can open
 
 
 def test_interleaved_timing_and_peak_memory():
@@ -100,6 +107,13 @@ def test_interleaved_timing_and_peak_memory():
         assert isinstance(timing, Timing) and timing.runs == 4
         assert timing.min_ms <= timing.median_ms <= timing.max_ms
     assert paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == 2.0
+    counts = {"a": 0, "b": 0}
+
+    def counted(name: str):
+        return lambda: counts.__setitem__(name, counts[name] + 1)
+
+    seconds = interleaved_seconds({"a": counted("a"), "b": counted("b")}, repeats=3, warmup=2, settle=1, block=2)
+    assert [len(v) for v in seconds.values()] == [3, 3] and counts == {"a": 2 + 3 * 3, "b": 2 + 3 * 3}
     assert peak_memory_bytes(lambda: torch.ones(1_000_000)) >= 4_000_000
 
 
@@ -135,9 +149,26 @@ def test_complexity_command_writes_report_csv_and_plots(tmp_path, capsys):
     assert float(record["latency ms (median, batch 1)"]) > 0 and record["measured AP"].startswith("25.0")
     text = (out / "complexity.md").read_text()
     assert "| small_hrnet_w16 | 64x64 | 1,284,961 |" in text and "Latency, memory and throughput" in text
+    fvcore = importlib.metadata.version("fvcore")
+    assert f"fvcore {fvcore}." in text and f"fvcore {fvcore}'s FlopCountAnalysis" in text and "reference/" not in text
     for plot in ("complexity_flops_ap.png", "complexity_latency_flops.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
     assert not list(out.glob(".*tmp*"))
+
+
+def test_complexity_figures_use_the_object_api_outside_pyplot():
+    import matplotlib.pyplot as plt
+
+    open_before = plt.get_fignums()
+    row = ComplexityRow("small_hrnet_w16", (256, 192), 1, 10**9, 10**9, 10**9, "B")
+    row.latency["eager"] = Timing(5.0, 4.0, 6.0, 3)
+    for figure in (flops_ap_figure([row], []), latency_flops_figure([row])):
+        assert isinstance(figure, Figure) and isinstance(figure.canvas, FigureCanvasAgg)
+        figure.canvas.draw()
+    assert plt.get_fignums() == open_before  # nothing joined pyplot's global registry
+    for module in ("workbench/reports/complexity.py", "workbench/app/complexity_panel.py"):
+        assert "import matplotlib.pyplot" not in (REPO_ROOT / module).read_text()
+        assert "from matplotlib import pyplot" not in (REPO_ROOT / module).read_text()
 
 
 def test_complexity_command_explains_bad_options(tmp_path, capsys):

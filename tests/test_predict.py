@@ -6,13 +6,14 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
+
 
 import numpy as np
 import pytest
 
 from workbench.cli import main
 from workbench.data.images import read_image
+from workbench.inference import PoseEstimate
 from workbench.prediction.api import Predictor, PredictOptions, predict
 from workbench.prediction.people import Person
 from workbench.prediction.render import draw_people
@@ -23,13 +24,14 @@ FIVE_PEOPLE = "000000196141.jpg"
 
 
 def _person(box) -> Person:
-    return Person(np.asarray(box, dtype=np.float64), 1.0, np.zeros((17, 2)), np.ones(17), 1.0, np.zeros((17, 4, 3)),
-                  np.zeros((2, 3)))
+    estimate = PoseEstimate(np.zeros((17, 2)), np.ones(17), np.zeros((17, 4, 3)), np.zeros((8, 6, 3), np.uint8),
+                            np.zeros((2, 3)), np.asarray(box, dtype=np.float64))
+    return Person(estimate, 1.0, 1.0)
 
 
 @pytest.fixture(scope="module")
 def predictor(detector_path) -> Predictor:
-    return Predictor(detector=detector_path, options=PredictOptions(flip=False), threads=2)
+    return Predictor.load(detector=detector_path, options=PredictOptions(flip=False), threads=2)
 
 
 def test_box_iou_of_known_boxes():

@@ -1,8 +1,11 @@
 """From a finished training run to the weights manifest (`weights publish`) and the evaluation report
-(`evaluate --manifest`), on a real tiny run over fashion-pose photos."""
+(`report`), on a real tiny run over fashion-pose photos; the README's numbers against the shipped weights."""
 from __future__ import annotations
 
 import csv
+import json
+import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,7 +14,10 @@ import torch
 
 from workbench.cli import main
 from workbench.common.errors import WorkbenchError
-from workbench.training.publishing import publish_run
+from workbench.common.paths import REPO_ROOT
+from workbench.training.config import flatten
+from workbench.training.loop import OPTIMIZER
+from workbench.training.publishing import publish_run, training_command
 from workbench.training import distributed, load_config, train
 from workbench.training.checkpointing import load_checkpoint, save_checkpoint
 from workbench.zoo.loader import load
@@ -92,7 +98,7 @@ def test_an_earlier_checkpoint_of_a_finished_run_can_be_published(finished_run, 
 
 def test_the_evaluation_report_covers_every_entry_and_set(finished_run, weights_folder, capsys):
     publish_run(finished_run, "tiny_csw", progress=False)
-    assert _cli(["evaluate", "--manifest", "--batch-size", "16", "--threads", "1"]) == 0
+    assert _cli(["report", "--batch-size", "16", "--threads", "1"]) == 0
     reports = weights_folder.parent / "reports"
     rows = list(csv.DictReader((reports / "evaluation.csv").open()))
     trained = {row["set"]: row for row in rows if row["weights"] == "tiny_csw" and row["decode"] == "standard"}
@@ -103,17 +109,21 @@ def test_the_evaluation_report_covers_every_entry_and_set(finished_run, weights_
     assert ceilings["fashion-pose-val"] > 0.99 and ceilings["coco-sample-gt"] > 0.95
     assert all(0.0 <= float(row["AP"]) <= 1.0 for row in trained.values())
     assert trained["coco-sample"]["boxes"].startswith("detections")
+    assert {row["set"]: row["images"] for row in rows} == {"fashion-pose-val-annotated": "100",
+                                                           "fashion-pose-val": "100", "coco-sample-gt": "4",
+                                                           "coco-sample": "4"}
     text = (reports / "evaluation.md").read_text()
-    assert "`python -m workbench evaluate --manifest --batch-size 16 --threads 1`" in text and "tiny_csw" in text
+    assert "`python -m workbench report --batch-size 16 --threads 1`" in text and "tiny_csw" in text
+    assert "coco-sample-gt has 4 images; coco-sample has 4 images: read their APs as an illustration" in text
     for picture in ("evaluation.png", "training_curves.png"):
         assert (reports / picture).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_the_report_without_weights_says_how_to_get_them(weights_folder, capsys):
-    assert _cli(["evaluate", "--manifest"]) == 2
+    assert _cli(["report"]) == 2
     assert "no entries yet" in capsys.readouterr().err
     assert _cli(["evaluate", "--model", "lite_csw_hrnet"]) == 2
-    assert "pass --annotations and --images" in capsys.readouterr().err
+    assert "the following arguments are required: --annotations, --images" in capsys.readouterr().err
 
 
 def _cli(argv: list[str]) -> int:
@@ -121,3 +131,56 @@ def _cli(argv: list[str]) -> int:
         main(argv)
     return exit_.value.code
 
+
+
+# The project's own weights: run records that still reproduce, and the README's numbers read from the records
+
+SHIPPED = read_manifest(REPO_ROOT / "weights")
+
+
+def test_the_shipped_run_records_still_name_commands_that_give_their_configs():
+    assert len(SHIPPED) == 4
+    for entry in SHIPPED:
+        run = entry.run
+        assert training_command(run["config"]) == run["command"] and run["schedule"]["optimizer"] == OPTIMIZER.__name__
+        words = shlex.split(run["command"])
+        overrides = words[words.index("--set") + 1:] if "--set" in words else []
+        again = flatten(load_config(words[words.index("--config") + 1], overrides))
+        recorded = flatten(run["config"])
+        assert {k: v for k, v in again.items() if k != "data.root"} == \
+               {k: v for k, v in recorded.items() if k != "data.root"}, entry.name
+
+
+def _readme_section(title: str) -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_trained_weights_are_those_of_the_manifest_and_the_reports(data_root):
+    section = _readme_section("Trained weights")
+    prose = " ".join(section.split())
+    rows = {name: (int(params.replace(",", "")), ap) for name, params, ap
+            in re.findall(r"^\| `(\w+)` \| ([\d,]+) \| (\d\.\d{3}) \|$", section, re.MULTILINE)}
+    assert set(rows) == {entry.name for entry in SHIPPED}
+    with (REPO_ROOT / "reports" / "evaluation.csv").open() as table:
+        report = {(r["weights"], r["set"], r["decode"]): r for r in csv.DictReader(table)}
+    for entry in SHIPPED:
+        params, ap = rows[entry.name]
+        measured = report[(entry.name, "fashion-pose-val", "standard")]
+        assert ap == f"{entry.metrics['val_AP']:.3f}" == f"{float(measured['AP']):.3f}", entry.name
+        assert params == int(float(measured["parameters"])), entry.name
+        run, schedule = entry.run, entry.run["schedule"]
+        photos = len(json.loads((data_root / run["data"]["train"]).read_text())["images"])
+        lr = f"{schedule['lr']:.0e}".replace("e-0", "e-")
+        recipe = (f"{run['epochs']} epochs on the {photos} fashion-pose training photos, "
+                  f"batch {schedule['batch_size']}, {schedule['optimizer']} {lr} dropped at epochs {' and '.join(map(str, schedule['milestones']))}, "
+                  f"{run['initialisation']}, seed {run['seed']}")
+        assert recipe in prose, (entry.name, recipe)
+    paired = Path("reports") / "paired_lite_csw_hrnet_256x192_fashion_vs_lite_hrnet_18_256x192_fashion"
+    assert f"`{paired}.md`" in prose and (REPO_ROOT / paired).with_suffix(".md").is_file()
+    with (REPO_ROOT / paired).with_suffix(".csv").open() as table:
+        line = next(r for r in csv.DictReader(table) if r["set"] == "fashion-pose-val")
+    difference, low, high = (float(line[k]) for k in ("difference", "low", "high"))
+    assert f"the difference, {difference:+.3f} AP, lies inside the 95% paired bootstrap interval " \
+           f"[{low:+.3f}, {high:+.3f}]" in prose and low <= 0 <= high
+    assert f"on the {line['images']} fashion-pose val photos" in prose

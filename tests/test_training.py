@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Iterator
 
 import pytest
 import torch
+import yaml
 
 from model import build_model, model_names
 from workbench.zoo.loader import load
@@ -22,7 +24,9 @@ from workbench.data.dataset import CocoKeypoints
 from workbench.common.errors import WorkbenchError
 from workbench.common.paths import REPO_ROOT
 from workbench.training import build_config, config_names, load_config, read_log, train
+from workbench.data.transforms import Augmentation
 from workbench.training.checkpointing import load_checkpoint
+from workbench.training.config import CONFIG_DIR, SETTINGS, changed_settings, flatten
 from workbench.training.data import ResumableSampler
 from workbench.training.loss import JointsMSELoss
 from workbench.training.schedule import lr_factor
@@ -105,6 +109,93 @@ def test_overrides_are_typed_and_unknown_or_wrong_settings_are_refused():
         load_config(FASHION, ["train.epochs"])
     with pytest.raises(WorkbenchError, match="config not found: no_such_config.*lite_csw_hrnet_256x192_coco"):
         load_config("no_such_config")
+
+
+# What every shipped config resolved to when each was a complete file (before `base:`), setting by setting: the
+# defaults of SETTINGS, then its input size, then the recipe of its model (COCO) or the fashion-pose schedule.
+RECIPES = {
+    "paper": {},  # Lite CSW-HRNet: the defaults are its recipe
+    "official": {"data.augmentation.rotation_limit": 60.0},  # Lite-HRNet's configs
+    "mmpose": {"train.lr": 5e-4, "data.augmentation.scale_factor": 0.5, "data.augmentation.rotation_factor": 40.0,
+               "data.augmentation.rotation_limit": 80.0},
+}
+RECIPE_OF = {"lite_csw_hrnet": "paper", "lite_hrnet_18": "official", "lite_hrnet_30": "official",
+             "small_hrnet_w16": "official", "resnet50": "mmpose", "resnet152": "mmpose", "mobilenetv2": "mmpose",
+             "shufflenetv2": "mmpose", "hrnet_w32": "mmpose"}
+SIZES = {"256x192": {"data.sigma": 2.0}, "384x288": {"model.input_size": [384, 288], "data.sigma": 3.0,
+                                                     "train.batch_size": 32}}
+FASHION_SCHEDULE = {
+    "data.train_annotations": "fashion-pose/person_keypoints_train.json", "data.train_images": "fashion-pose/images",
+    "data.val_annotations": "fashion-pose/person_keypoints_val.json", "data.val_images": "fashion-pose/images",
+    "data.enclose_keypoints": True, "data.workers": 2, "train.epochs": 80, "train.batch_size": 32,
+    "train.warmup_iters": 50, "train.milestones": [64, 76], "train.channels_last": True, "train.threads": 1,
+    "validation.every": 5, "output.log_every": 5}
+
+
+def _resolved_before_bases(name: str) -> dict:
+    model, size, data = re.fullmatch(r"(.+)_(\d+x\d+)_(coco|fashion)", name).groups()
+    flat = {setting: default for setting, (_, default) in SETTINGS.items()}
+    flat.update({"name": name, "model.name": model, **SIZES[size]})
+    flat.update(FASHION_SCHEDULE if data == "fashion" else RECIPES[RECIPE_OF[model]])
+    return flat
+
+
+def test_configs_with_a_base_resolve_to_what_their_complete_files_gave():
+    assert len(config_names()) == 22
+    for name in config_names():
+        assert flatten(load_config(name)) == _resolved_before_bases(name), name
+
+
+def test_a_config_with_a_base_holds_only_what_differs_from_it():
+    bases = set()
+    for name in config_names():
+        written = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
+        if "base" not in written:
+            continue
+        base = written.pop("base")
+        bases.add(base)
+        differing = {line.split(":")[0] for line in changed_settings(load_config(base), load_config(name))}
+        assert set(flatten(written)) == differing, name  # every line changes something, and nothing else changes
+    assert bases == {"lite_csw_hrnet_256x192_coco", "resnet50_256x192_coco", FASHION}
+    assert not any("base" in yaml.safe_load((CONFIG_DIR / f"{base}.yaml").read_text()) for base in bases)
+    others = [name for name in config_names() if name.endswith("_fashion") and name != FASHION]
+    assert len(others) == 3
+    for name in others:  # the fashion-pose configs differ in the network only
+        model = name.removesuffix("_256x192_fashion")
+        assert changed_settings(load_config(FASHION), load_config(name)) == [
+            f"model.name: 'lite_csw_hrnet' -> '{model}'", f"name: '{FASHION}' -> '{name}'"]
+
+
+def test_a_base_is_found_beside_the_config_or_shipped_and_goes_one_level_deep(tmp_path):
+    (tmp_path / "mine.yaml").write_text(f"base: {FASHION}\nmodel:\n  options: {{spatial_kernel: 5}}\n")
+    (tmp_path / "tuned.yaml").write_text("base: mine.yaml\ntrain:\n  epochs: 3\n")
+    (tmp_path / "plain.yaml").write_text("model:\n  name: lite_hrnet_18\n  options: {}\n")
+    (tmp_path / "on_plain.yaml").write_text("base: plain\ntrain:\n  epochs: 3\n")
+    mine = load_config(tmp_path / "mine.yaml", ["train.epochs=2"])
+    assert mine["name"] == "mine" and mine["model"]["options"] == {"spatial_kernel": 5}
+    assert changed_settings(load_config(FASHION), mine) == ["model.options: {} -> {'spatial_kernel': 5}",
+                                                          f"name: '{FASHION}' -> 'mine'", "train.epochs: 80 -> 2"]
+    on_plain = load_config(tmp_path / "on_plain.yaml")
+    assert on_plain["model"]["name"] == "lite_hrnet_18" and on_plain["train"]["epochs"] == 3
+    assert "base" not in on_plain and on_plain["name"] == "on_plain"
+    with pytest.raises(WorkbenchError, match=r"tuned.yaml: its base .*mine.yaml has a base of its own "
+                                             rf"\('{FASHION}'\); bases go one level deep"):
+        load_config(tmp_path / "tuned.yaml")
+    (tmp_path / "lost.yaml").write_text("base: no_such_config\n")
+    with pytest.raises(WorkbenchError, match="its base 'no_such_config' is neither a YAML file beside it nor a "
+                                             "shipped config"):
+        load_config(tmp_path / "lost.yaml")
+    (tmp_path / "wrong.yaml").write_text(f"base: {FASHION}\ntrain:\n  epoch: 3\n")
+    with pytest.raises(WorkbenchError, match=r"unknown setting train\.epoch in .*wrong.yaml"):
+        load_config(tmp_path / "wrong.yaml")
+
+
+def test_augmentation_defaults_have_one_source():
+    defaults = {f"data.augmentation.{key}": value for key, value in vars(Augmentation()).items()}
+    assert {name: SETTINGS[name][1] for name in defaults} == defaults
+    assert build_config({})["data"]["augmentation"] == vars(Augmentation())
+    assert Augmentation().rotation_limit == 30.0 == load_config("lite_csw_hrnet_256x192_coco")["data"][
+        "augmentation"]["rotation_limit"]
 
 
 # loss, schedule, sampler

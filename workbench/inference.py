@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -18,7 +17,7 @@ from model import record_weight_maps
 from workbench.data.coco import box_problem
 from workbench.codec import combine_flip, decode_heatmaps, heatmap_to_image
 from workbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD, box_to_center_size, crop_matrix, to_tensor, \
-    transform_points, warp_crop
+    warp_crop
 from workbench.common.errors import WorkbenchError
 from workbench.data.images import read_image
 from workbench.data.keypoints import FLIP_INDEX, OKS_SIGMAS
@@ -104,6 +103,49 @@ class PoseEstimate:
     weight_maps: dict[str, np.ndarray] | None = None
 
 
+def crop_people(pixels: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crops (N, H, W, 3) uint8 of the person boxes (N, 4) x, y, w, h (image pixels), each padded and brought to
+    the input's aspect ratio as in evaluation, their crop matrices (N, 2, 3) and box sizes (N, 2) in image pixels."""
+    crops, matrices, sizes = [], [], []
+    for box in boxes:
+        center, size = box_to_center_size(box, input_size[1] / input_size[0])
+        matrices.append(crop_matrix(center, size, input_size))
+        crops.append(warp_crop(pixels, matrices[-1], input_size))
+        sizes.append(size)
+    if not crops:
+        return np.zeros((0, *input_size, 3), np.uint8), np.zeros((0, 2, 3)), np.zeros((0, 2))
+    return np.stack(crops), np.stack(matrices), np.stack(sizes)
+
+
+def estimate_poses(model: Model, pixels: np.ndarray, boxes: np.ndarray, *, input_size: tuple[int, int] | None = None,
+                   flip: bool = True, decode: str = "standard", mean: Sequence[float] = IMAGENET_MEAN,
+                   std: Sequence[float] = IMAGENET_STD, weight_maps: bool = False,
+                   batch_size: int = 16) -> list[PoseEstimate]:
+    """The pose of the person in each box (N, 4) x, y, w, h of an RGB image (H, W, 3), through the network in
+    batches of `batch_size` crops; with `weight_maps`, each estimate also holds its crop's weight maps, read during
+    the unflipped pass. `input_size` (H, W) defaults to the model's `input_size` attribute, else 256x192."""
+    input_size = tuple(input_size or getattr(model, "input_size", (256, 192)))
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    crops, matrices, _ = crop_people(pixels, boxes, input_size)
+    estimates = []
+    for start in range(0, len(crops), batch_size):
+        images = torch.stack([to_tensor(crop, mean, std) for crop in crops[start:start + batch_size]])
+        probed: dict[str, torch.Tensor] = {}
+        if weight_maps:
+            heatmaps, probed = predict_heatmaps(model, images, flip, weight_maps=True)
+        else:
+            heatmaps = predict_heatmaps(model, images, flip)
+        heatmaps = heatmaps.numpy()
+        coords, scores = decode_heatmaps(heatmaps, decode)
+        keypoints = heatmap_to_image(coords, matrices[start:start + len(images)])
+        for index in range(len(images)):
+            maps = {name: value[index].numpy() for name, value in probed.items()} if weight_maps else None
+            estimates.append(PoseEstimate(keypoints[index], scores[index], heatmaps[index], crops[start + index],
+                                          matrices[start + index], boxes[start + index], maps))
+    return estimates
+
+
 def estimate_pose(model: Model, image: str | Path | np.ndarray, box: Sequence[float] | None = None, *,
                   input_size: tuple[int, int] | None = None, flip: bool = True, decode: str = "standard",
                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
@@ -125,17 +167,5 @@ def estimate_pose(model: Model, image: str | Path | np.ndarray, box: Sequence[fl
     if problem:
         raise WorkbenchError(f"box {box.tolist()} is empty or wholly outside the {width}x{height} image "
                              f"({problem}). Pass (x, y, w, h) overlapping the image, or no box for the whole image.")
-    center, box_size = box_to_center_size(box, input_size[1] / input_size[0])
-    matrix = crop_matrix(center, box_size, input_size)
-    crop = warp_crop(pixels, matrix, input_size)
-    images = to_tensor(crop, mean, std)[None]
-    maps = None
-    if weight_maps:
-        heatmaps, probed = predict_heatmaps(model, images, flip, weight_maps=True)
-        maps = {name: value[0].numpy() for name, value in probed.items()}
-    else:
-        heatmaps = predict_heatmaps(model, images, flip)
-    heatmaps = heatmaps.numpy()
-    coords, scores = decode_heatmaps(heatmaps, decode)
-    keypoints = heatmap_to_image(coords, matrix[None])[0]
-    return PoseEstimate(keypoints, scores[0], heatmaps[0], crop, matrix, box, maps)
+    return estimate_poses(model, pixels, box[None], input_size=input_size, flip=flip, decode=decode, mean=mean,
+                          std=std, weight_maps=weight_maps)[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -28,11 +28,16 @@ from workbench.common.errors import WorkbenchError
 from workbench.evaluation.metrics import Predictions, coco_results
 from workbench.common.files import write_atomic, write_json_atomic
 from workbench.interpret.gradcam import gradcam_layers, joint_gradcam
-from workbench.inference import PoseEstimate, estimate_pose, model_device
+from workbench.inference import PoseEstimate, model_device
+from workbench.prediction.people import Person, estimate_people
+from workbench.prediction.render import draw_people
 from workbench.data.keypoints import JOINT_NAMES
+from workbench.speed.complexity import count_parameters
 from workbench.speed.latency import Timing, time_interleaved
 
 LATENCY_REPEATS = 10
+MIN_SIDE = 32
+"""Images with a shorter side (in pixels) get a warning: nobody's pose can be read in them."""
 DEFAULT_LOCATION = "stage3/module0/block0/cross"
 
 
@@ -50,31 +55,65 @@ def default_layer(layers: tuple[str, ...]) -> str | None:
 
 @dataclass(frozen=True)
 class InspectResult:
-    """One model's look at one image: the estimate (working-image pixels), every weight map for this image by probe
-    name (batch dimension removed; read during the estimate's unflipped forward pass), the model's cache key (name,
-    weights, checkpoint) and label, and `inference_ms`, the milliseconds of the whole estimate: crop, forward passes
-    (two with the flip test, the weight maps recorded during the first) and decoding."""
+    """One model's look at one image: every person found (best first, in working-image pixels; each estimate holds
+    the weight maps of its crop, read during the unflipped forward pass), the `chosen` one whose panels are shown,
+    `source`, a sentence on where the boxes came from, the model's cache key (name, weights, checkpoint) and label,
+    and `inference_ms`, the milliseconds of the whole estimate: crops, forward passes (two with the flip test) and
+    decoding."""
 
     image: LoadedImage
-    estimate: PoseEstimate
-    maps: dict[str, np.ndarray]
+    people: tuple[Person, ...]
+    chosen: int
+    source: str
     model_key: tuple[str, str, str | None]
     label: str
     trained: bool
     inference_ms: float
     flip: bool
 
+    @property
+    def estimate(self) -> PoseEstimate:
+        """The chosen person's estimate."""
+        return self.people[self.chosen].estimate
 
-def run_inspect(loaded: LoadedModel, image: LoadedImage, box: np.ndarray | None, flip: bool = True) -> InspectResult:
-    """Run `loaded` on `image` in `box` (x, y, w, h working pixels; None: whole image): keypoints, heatmaps and
-    the weight maps of the crop the model saw, from one inference (the flip pair, or one pass without `flip`)."""
+    @property
+    def maps(self) -> dict[str, np.ndarray]:
+        """The chosen person's weight maps by probe name."""
+        return self.estimate.weight_maps or {}
+
+
+def run_inspect(loaded: LoadedModel, image: LoadedImage, boxes: np.ndarray, box_scores: np.ndarray | None = None,
+                flip: bool = True, source: str = "") -> InspectResult:
+    """Run `loaded` on every person box (N, 4) x, y, w, h (working pixels) of `image` in one batch: keypoints,
+    heatmaps and weight maps of each crop from one inference (the flip pair, or one pass without `flip`). Poses
+    that repeat a better one are dropped (OKS NMS) when the boxes come from a detector (`box_scores` given)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.ones(len(boxes)) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
     with loaded.lock:
         start = time.perf_counter()
-        estimate = estimate_pose(loaded.network, image.pixels, box, flip=flip, weight_maps=True)
+        people = estimate_people(loaded.network, image.pixels, boxes, scores, flip=flip, weight_maps=True,
+                                 nms=box_scores is not None)
         end = time.perf_counter()
+    if not people:
+        raise WorkbenchError(f"no usable person box in {image.name}: every box is empty or outside the image. "
+                             "Choose another box.")
     key = (loaded.name, loaded.weights, loaded.checkpoint)
-    return InspectResult(image, estimate, estimate.weight_maps or {}, key, loaded.label, loaded.trained,
-                         (end - start) * 1e3, flip)
+    return InspectResult(image, tuple(people), 0, source, key, loaded.label, loaded.trained, (end - start) * 1e3,
+                         flip)
+
+
+def choose_person(result: InspectResult, index: int | None) -> InspectResult:
+    """The same result with person `index` (an index into `result.people`) chosen; WorkbenchError if out of range."""
+    index = 0 if index is None else int(index)
+    if not 0 <= index < len(result.people):
+        raise WorkbenchError(f"there is no person #{index}: this image has {len(result.people)}. Pick one of the "
+                             "menu.")
+    return replace(result, chosen=index)
+
+
+def person_choices(result: InspectResult) -> list[tuple[str, int]]:
+    """(label, index) for the person menu: "#0 · score 0.87", best first, as drawn on the skeleton panel."""
+    return [(f"#{index} · score {person.score:.2f}", index) for index, person in enumerate(result.people)]
 
 
 def keypoints_in_original(result: InspectResult) -> np.ndarray:
@@ -95,7 +134,8 @@ def keypoints_json(result: InspectResult) -> list[dict]:
     estimate = result.estimate
     triples = np.concatenate([keypoints_in_original(result), estimate.scores[:, None]], axis=1)
     width, height = estimate.box[2:] * result.image.scale
-    predictions = Predictions(np.array([result.image.image_id or 0]), triples[None], np.ones(1),
+    box_score = result.people[result.chosen].box_score
+    predictions = Predictions(np.array([result.image.image_id or 0]), triples[None], np.array([box_score]),
                               np.array([width * height]))
     return coco_results(predictions)
 
@@ -113,11 +153,31 @@ def status_text(result: InspectResult, device: torch.device) -> str:
         working = image.pixels.shape
         size += f", downscaled to {working[1]}x{working[0]} (long side above {MAX_SIDE} px)"
     box = result.estimate.box * image.scale
-    lines.append(f"Image {image.name}, {size}; person box x, y, w, h = {', '.join(f'{v:.0f}' for v in box)}.")
+    count = len(result.people)
+    lines.append(f"Image {image.name}, {size}; {count} {'person' if count == 1 else 'people'} ({result.source}); "
+                 f"shown: #{result.chosen}, box x, y, w, h = {', '.join(f'{v:.0f}' for v in box)}.")
+    height, width = image.pixels.shape[:2]
+    outside = int(((result.estimate.keypoints < 0) | (result.estimate.keypoints >= [width, height])).any(axis=1).sum())
+    if min(width, height) < MIN_SIDE:
+        lines.append(f"The image is only {width}x{height} px: too small to show a person, the keypoints mean little.")
+    if outside:
+        lines.append(f"{outside} of the 17 keypoints fall outside the image: the person is cut off, or there is no "
+                     "person in the box.")
     passes = "two forward passes (flip test)" if result.flip else "one forward pass (no flip test)"
     lines.append(f"Inference {result.inference_ms:.0f} ms: crop, {passes} with the weight maps read during the "
                  f"first, decode; device {device}.")
     return "\n\n".join(lines)
+
+
+def skeleton_image(result: InspectResult) -> np.ndarray:
+    """Every person drawn with its number, and the chosen one's skeleton with its joint confidences (H, W, 3)."""
+    others = [person for index, person in enumerate(result.people) if index != result.chosen]
+    numbered = draw_people(result.image.pixels, list(result.people), highlight=result.chosen) if others else \
+        result.image.pixels
+    estimate = result.estimate
+    title = f"{result.label}: person #{result.chosen} of {len(result.people)}"
+    return drawing.figure_to_array(drawing.skeleton_figure(numbered, estimate.keypoints, estimate.scores,
+                                                           estimate.box, title=title))
 
 
 def weight_maps_image(result: InspectResult, location: str | None) -> np.ndarray | None:
@@ -190,8 +250,7 @@ def inspect_outputs(result: InspectResult, cache: ModelCache, location: str | No
     (17, h, w) float32, and each figure as PNG. `location` and `layer` go through `panel_choices`."""
     estimate = result.estimate
     location, layer = panel_choices(result, location, layer)
-    skeleton = drawing.figure_to_array(drawing.skeleton_figure(
-        result.image.pixels, estimate.keypoints, estimate.scores, estimate.box, title=result.label))
+    skeleton = skeleton_image(result)
     grid = drawing.figure_to_array(drawing.heatmap_grid_figure(estimate.heatmaps, estimate.scores,
                                                                    title=result.label))
     merged = drawing.figure_to_array(drawing.merged_heatmaps_figure(estimate.crop, estimate.heatmaps))
@@ -239,24 +298,28 @@ class CompareOutputs:
     weight_maps: list[tuple[np.ndarray, str]]
 
 
-def compare(cache: ModelCache, image: LoadedImage, box: np.ndarray | None, names: list[str], location: str | None,
+def compare(cache: ModelCache, inspected: InspectResult | None, names: list[str], location: str | None,
             flip: bool = True) -> CompareOutputs:
-    """Run each model of `names` (with its default weights) on the same image and box; the table gives each one's
-    forward-pass latency on the first model's crop (median, min, max of the interleaved runs) and its inference time
-    (crop, forward passes, with the flip test if `flip`, decoding)."""
+    """Run each model of `names` (with its default weights) on the person chosen in Inspect (same image, same box);
+    the table gives each one's forward-pass latency on the first model's crop (median, min, max of the interleaved
+    runs) and its inference time (crop, forward passes, with the flip test if `flip`, decoding)."""
     if not names:
         raise WorkbenchError("no models chosen. Tick at least one model to compare.")
+    if inspected is None:
+        raise WorkbenchError("nothing inspected yet: run Inspect on an image first, pick the person, then compare.")
+    image, box = inspected.image, inspected.estimate.box
+    source = f"person #{inspected.chosen} of Inspect"
     results = []
     for name in names:
         loaded = cache.get(name, best_weights(name))
-        results.append((loaded, run_inspect(loaded, image, box, flip)))
+        results.append((loaded, run_inspect(loaded, image, box[None], None, flip, source)))
     crop = to_tensor(results[0][1].estimate.crop)[None]
     timings = forward_latencies([loaded for loaded, _ in results], crop)
     rows, skeletons, heatmaps, weight_maps = [], [], [], []
     for (loaded, result), timing in zip(results, timings):
         estimate = result.estimate
         rows.append({"model": loaded.name, "weights": loaded.weights_label,
-                     "parameters": sum(p.numel() for p in loaded.network.parameters()),
+                     "parameters": count_parameters(loaded.network),
                      "forward ms (median)": round(timing.median_ms, 1), "min": round(timing.min_ms, 1),
                      "max": round(timing.max_ms, 1), "inference ms": round(result.inference_ms, 1),
                      "mean joint confidence": round(float(estimate.scores.mean()), 3)})

@@ -15,7 +15,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib import pyplot
+from matplotlib.figure import Figure
 
 from model import INPUT_SIZES, model_names
 from workbench.interpret import drawing
@@ -47,12 +47,10 @@ def read_report(directory: str | Path | None = None) -> tuple[pd.DataFrame, str 
     return table, flops_ap, latency
 
 
-def _pixels(figure) -> np.ndarray:
-    """Render a pyplot figure of `workbench.speed.complexity` to RGB (H, W, 3) and close it."""
-    try:
-        return drawing.figure_to_array(figure)
-    finally:
-        pyplot.close(figure)
+def _pixels(figure: Figure) -> np.ndarray:
+    """Render a figure of `workbench.reports.complexity` to RGB (H, W, 3). The figures are built with the object API,
+    outside pyplot's global registry, so nothing is left to close and worker threads share no state."""
+    return drawing.figure_to_array(figure)
 
 
 def quick_report(names: list[str], input_size: tuple[int, int] = (256, 192), timing: bool = True,

@@ -21,7 +21,9 @@ from workbench.data.images import decode_image, read_image
 from workbench.common.paths import data_root
 
 MAX_SIDE = 4096
-BOX_MODES = ("whole image", "typed box", "detection file")
+BOX_MODES = ("detected people", "drawn boxes", "typed box", "whole image", "detection file")
+"""Where the person boxes come from: the person detector (default), boxes drawn on the preview with the mouse, a
+typed box, the whole image, or a COCO detection results file."""
 FASHION_EXAMPLES = 2
 
 
@@ -124,17 +126,17 @@ def parse_box(text: str) -> np.ndarray:
 
 
 def person_box(image: LoadedImage, mode: str, text: str = "") -> np.ndarray | None:
-    """The person box (x, y, w, h) in the working image's pixels, or None for the whole image.
-
-    mode: one of BOX_MODES; for "typed box" and "detection file", `text` holds the box in original image pixels.
-    A box of zero size or wholly outside the image raises WorkbenchError.
-    """
+    """The one person box (x, y, w, h) in the working image's pixels of a "typed box" or a "detection file" box
+    (`text`, in original image pixels), or None for the whole image. A box of zero size or wholly outside the image
+    raises WorkbenchError."""
     if mode == "whole image":
         return None
-    if mode not in BOX_MODES:
-        raise WorkbenchError(f"unknown box mode {mode!r}. Choose one of: {', '.join(BOX_MODES)}.")
+    if mode not in ("typed box", "detection file"):
+        raise WorkbenchError(f"box mode {mode!r} has no single box. Choose one of: {', '.join(BOX_MODES)}.")
     if mode == "detection file" and not (text or "").strip():
         raise WorkbenchError("no detected box chosen. Upload a COCO detection results file and pick a box.")
+    if mode == "typed box" and not (text or "").strip():
+        raise WorkbenchError("no box typed. Type x, y, w, h in image pixels, e.g. 100, 50, 200, 400.")
     box = parse_box(text)
     width, height = image.original_size
     problem = box_problem(box, width, height)
@@ -142,6 +144,27 @@ def person_box(image: LoadedImage, mode: str, text: str = "") -> np.ndarray | No
         raise WorkbenchError(f"box {', '.join(f'{v:g}' for v in box)} is unusable: {SKIP_REASONS[problem]} "
                              f"(the image is {width}x{height}). Give x, y, w, h with w, h > 0 overlapping the image.")
     return box / image.scale
+
+
+def drawn_boxes(image: LoadedImage, annotations: dict | None) -> np.ndarray:
+    """The boxes drawn on the preview (an image-annotator value: {"boxes": [{xmin, ymin, xmax, ymax}, ...]}, in
+    the working image's pixels) as (N, 4) x, y, w, h; WorkbenchError if none is usable."""
+    boxes = []
+    for drawn in (annotations or {}).get("boxes") or []:
+        left, top = min(drawn["xmin"], drawn["xmax"]), min(drawn["ymin"], drawn["ymax"])
+        box = np.array([left, top, abs(drawn["xmax"] - drawn["xmin"]), abs(drawn["ymax"] - drawn["ymin"])], float)
+        if box_problem(box, image.pixels.shape[1], image.pixels.shape[0]) is None:
+            boxes.append(box)
+    if not boxes:
+        raise WorkbenchError("no box drawn. Drag a box around a person on the image above (or choose another "
+                             "person box source).")
+    return np.stack(boxes)
+
+
+def whole_image_box(image: LoadedImage) -> np.ndarray:
+    """The whole working image as one box (1, 4) x, y, w, h."""
+    height, width = image.pixels.shape[:2]
+    return np.array([[0.0, 0.0, float(width), float(height)]])
 
 
 def read_detections(path: str | Path) -> list[dict]:

@@ -8,24 +8,30 @@ from __future__ import annotations
 import gradio as gr
 
 from workbench.app import complexity_panel
-from workbench.app.callbacks import COMPARE_MODELS, DEFAULT_MODEL, Workbench, compare_locations
+from gradio_image_annotation import image_annotator
+
+from workbench.app.analysis import person_choices
+from workbench.app.callbacks import COMPARE_MODELS, DEFAULT_MODEL, MAX_VIDEO_FRAMES, MAX_VIDEO_PIXELS, Workbench, \
+    compare_locations
 from workbench.app.inputs import BOX_MODES, MAX_SIDE
 from workbench.app.messages import readable
-from workbench.app.models import model_choices
+from workbench.app.models import model_choices, training_note
 from workbench.data.keypoints import JOINT_NAMES
 
 CACHE_CLEANUP = (3600, 3600)  # every hour, delete the served files older than an hour
 
 INTRO = f"""# Lite CSW-HRNet workbench
-Upload a photo (or pick an example), choose a model and the person box, and see the keypoints, the heatmaps, the
-channel (M_c) and spatial (M_s) weights inside every weighting block, and Grad-CAM. Models without trained weights
-run with their random initialisation and are marked untrained. Images above {MAX_SIDE} px on the long side are
-downscaled to {MAX_SIDE} px; boxes and keypoints stay in the original image's pixels."""
+Upload a photo (or pick an example): a person detector finds everyone, and you pick whose keypoints, heatmaps,
+channel (M_c) and spatial (M_s) weights inside every weighting block, and Grad-CAM to see. Boxes can also be drawn
+on the image, typed, or taken from a detection file. Models without trained weights run with their random
+initialisation and are marked untrained. Images above {MAX_SIDE} px on the long side are downscaled to {MAX_SIDE}
+px; boxes and keypoints stay in the original image's pixels."""
 
 
 def _figure(label: str, elem_id: str, height: int | None = None) -> gr.Image:
+    """A picture panel; the figure carries its own title, so Gradio's label badge (which would cover it) is off."""
     return gr.Image(label=label, elem_id=elem_id, format="png", interactive=False, height=height,
-                    buttons=["download", "fullscreen"])
+                    buttons=["download", "fullscreen"], show_label=False)
 
 
 def build_app(workbench: Workbench) -> gr.Blocks:
@@ -39,27 +45,32 @@ def build_app(workbench: Workbench) -> gr.Blocks:
                 with gr.Row():
                     with gr.Column(scale=1, min_width=320):
                         upload = gr.File(label="Image file", file_types=["image"], type="filepath",
-                                         elem_id="image-upload")
+                                         elem_id="image-upload", height=100)
                         example = gr.Dropdown(list(workbench.examples), value=None, label="or an example")
-                        preview = gr.Image(label="Image and person box", format="png", interactive=False,
-                                           elem_id="preview")
+                        box_mode = gr.Radio(list(BOX_MODES), value=BOX_MODES[0], label="Person boxes")
+                        run = gr.Button("Run", variant="primary", elem_id="run-inspect")
                         model = gr.Dropdown(model_choices(), value=DEFAULT_MODEL, label="Model")
                         weight = gr.Dropdown(weights, value=weights_value, label="Weights")
+                        weight_note = gr.Markdown(training_note(weights_value), elem_id="weights-note")
+                        flip = gr.Checkbox(True, label="Flip test")
+                        box_text = gr.Textbox(label="Typed box: x, y, w, h (image pixels)",
+                                              placeholder="e.g. 150, 100, 220, 400")
                         with gr.Accordion("Own checkpoint", open=False):
                             checkpoint = gr.File(label="State dict (.pt / .pth), used with 'checkpoint file'",
                                                  file_types=[".pt", ".pth", ".ckpt", ".bin"], type="filepath",
                                                  height=100)
-                        box_mode = gr.Radio(list(BOX_MODES), value=BOX_MODES[0], label="Person box")
-                        box_text = gr.Textbox(label="Typed box: x, y, w, h (image pixels)",
-                                              placeholder="e.g. 150, 100, 220, 400")
                         with gr.Accordion("Detection file", open=False):
                             detections = gr.File(label="COCO detection results (.json)", file_types=[".json"],
                                                  type="filepath", height=100)
                             detection = gr.Dropdown([], value=None, label="Detected person box")
-                        flip = gr.Checkbox(True, label="Flip test")
-                        run = gr.Button("Run", variant="primary", elem_id="run-inspect")
                     with gr.Column(scale=2):
                         status = gr.Markdown(elem_id="inspect-status")
+                        preview = image_annotator(label="Image and person boxes: drag to draw a box ('drawn boxes')",
+                                                  label_list=["person"], label_colors=[(255, 64, 64)],
+                                                  sources=[], elem_id="preview", height=360,
+                                                  show_download_button=False, show_clear_button=False)
+                        person = gr.Dropdown([], value=None, label="Person (as numbered on the skeleton)",
+                                             elem_id="person")
                         with gr.Row():
                             skeleton = _figure("Skeleton and joint confidence", "skeleton", height=460)
                             merged = _figure("Heatmaps over the crop", "merged-heatmaps", height=460)
@@ -79,8 +90,8 @@ def build_app(workbench: Workbench) -> gr.Blocks:
                         downloads = gr.File(label="Downloads: keypoints (COCO json), heatmaps (npy), figures (PNG)",
                                             file_count="multiple", interactive=False)
             with gr.Tab("Compare", id="compare"):
-                gr.Markdown("The image and person box chosen in Inspect, through several models with their default "
-                            "weights (untrained models are marked).")
+                gr.Markdown("The person chosen in Inspect (same image, same box), through several models with their "
+                            "default weights (untrained models are marked). Run Inspect first.")
                 with gr.Row():
                     compare_models = gr.CheckboxGroup(model_choices(), value=list(COMPARE_MODELS), label="Models")
                     compare_location = gr.Dropdown(compare_locations(), value=location_value,
@@ -93,6 +104,18 @@ def build_app(workbench: Workbench) -> gr.Blocks:
                                       format="png")
                 compare_weights = gr.Gallery(label="Weight maps (CSW next to Lite-HRNet)", columns=2, height="auto",
                                              object_fit="contain", format="png")
+            with gr.Tab("Video", id="video"):
+                gr.Markdown(f"Upload a video: every person of every frame, with an id that follows them, drawn "
+                            f"into a new video, and their keypoints as JSON (one record per person per frame). At "
+                            f"most {MAX_VIDEO_FRAMES} frames of at most {MAX_VIDEO_PIXELS // 1_000_000} megapixels "
+                            f"are processed here (the first {MAX_VIDEO_FRAMES} of a longer video, and the status says "
+                            "so); `python -m workbench predict` takes any video. The model and weights are Inspect's.")
+                with gr.Row():
+                    video_in = gr.Video(label="Video", sources=["upload"], elem_id="video-upload")
+                    video_out = gr.Video(label="People drawn", interactive=False, elem_id="video-drawn")
+                video_run = gr.Button("Run on the video", variant="primary", elem_id="run-video")
+                video_status = gr.Markdown(elem_id="video-status")
+                video_json = gr.File(label="Keypoints per frame (COCO json)", interactive=False)
             with gr.Tab("Complexity", id="complexity"):
                 complexity_panel.build()
 
@@ -100,9 +123,10 @@ def build_app(workbench: Workbench) -> gr.Blocks:
 
         def model_changed(name: str):
             choices, value, *_ = workbench.model_menus(name)
-            return gr.Dropdown(choices=choices, value=value)
+            return gr.Dropdown(choices=choices, value=value), training_note(value)
 
-        model.change(readable(model_changed), model, weight, api_visibility="private")
+        model.change(readable(model_changed), model, [weight, weight_note], api_visibility="private")
+        weight.change(training_note, weight, weight_note, api_visibility="private")
         upload.upload(lambda: None, None, example, api_visibility="private")
         example.input(lambda: None, None, upload, api_visibility="private")
         for trigger in (upload.change, example.change, box_mode.change, box_text.submit, detection.change):
@@ -115,29 +139,47 @@ def build_app(workbench: Workbench) -> gr.Blocks:
         for trigger in (detections.change, upload.change, example.change):
             trigger(readable(detections_changed), [detections, upload, example], detection, api_visibility="private")
 
-        def inspect(*values):
-            outputs, result = workbench.inspect(*values)
+        panels = [status, skeleton, table, grid, merged, weight_maps, gradcam, downloads, result_state]
+
+        def shown(outputs, result):
             return (outputs.status, outputs.skeleton, outputs.table, outputs.heatmap_grid, outputs.merged,
                     outputs.weight_maps, outputs.gradcam, outputs.files, result)
+
+        def inspect(image_file, example_name, model_name, weights_name, checkpoint_file, box_source, typed_box,
+                    detected_box, drawn, flip_test, weighting, cam_joint, cam_layer):
+            outputs, result = workbench.inspect(image_file, example_name, model_name, weights_name, checkpoint_file,
+                                                box_source, typed_box, detected_box, drawn, flip_test, weighting,
+                                                cam_joint, cam_layer)
+            return *shown(outputs, result), gr.Dropdown(choices=person_choices(result), value=result.chosen)
+
+        def choose(result, index, weighting, cam_joint, cam_layer):
+            return shown(*workbench.person(result, index, weighting, cam_joint, cam_layer))
 
         def result_menus(result, location_value, layer_value):
             locs, loc, cam_layers, cam_layer = workbench.result_menus(result, location_value, layer_value)
             return gr.Dropdown(choices=locs, value=loc), gr.Dropdown(choices=cam_layers, value=cam_layer)
 
         run.click(readable(inspect),
-                  [upload, example, model, weight, checkpoint, box_mode, box_text, detection, flip, location, joint,
-                   layer],
-                  [status, skeleton, table, grid, merged, weight_maps, gradcam, downloads, result_state],
-                  api_name="inspect").success(readable(result_menus), [result_state, location, layer], [location, layer],
-                                              api_visibility="private")
+                  [upload, example, model, weight, checkpoint, box_mode, box_text, detection, preview, flip, location,
+                   joint, layer], panels + [person], api_name="inspect") \
+            .success(readable(result_menus), [result_state, location, layer], [location, layer],
+                     api_visibility="private") \
+            .success(readable(workbench.people_preview), result_state, preview, api_visibility="private")
+        person.input(readable(choose), [result_state, person, location, joint, layer], panels, api_name="person")
         location.input(readable(workbench.weight_maps), [result_state, location], weight_maps, api_visibility="private")
         for trigger in (joint.input, layer.input):
             trigger(readable(workbench.gradcam), [result_state, joint, layer], gradcam, api_visibility="private")
 
-        def run_compare(*values):
-            outputs = workbench.compare(*values)
+        def run_compare(result, models, weighting, flip_test):
+            outputs = workbench.compare(result, models, weighting, flip_test)
             return outputs.table, outputs.skeletons, outputs.heatmaps, outputs.weight_maps
 
-        compare_run.click(readable(run_compare), image_inputs + [compare_models, compare_location, flip],
+        compare_run.click(readable(run_compare), [result_state, compare_models, compare_location, flip],
                           [latency, skeletons, heatmaps, compare_weights], api_name="compare")
+
+        def run_video(video, model_name, weights_name, flip_test, progress=gr.Progress(track_tqdm=True)):
+            return workbench.video(video, model_name, weights_name, flip_test)
+
+        video_run.click(readable(run_video), [video_in, model, weight, flip], [video_out, video_json, video_status],
+                        api_name="video", concurrency_limit=1)
     return app

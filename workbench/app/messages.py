@@ -14,13 +14,15 @@ log = logging.getLogger(__name__)
 
 
 def readable(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a handler so that a WorkbenchError reaches the page as its message and any other error as one line."""
+    """Wrap a handler so that a WorkbenchError reaches the page as its message (and the log as one line), and any
+    other error, a bug, as one line on the page and its traceback in the log."""
 
     @functools.wraps(handler)
     def wrapped(*args: Any) -> Any:
         try:
             return handler(*args)
         except WorkbenchError as error:
+            log.warning("%s: %s", handler.__name__, error)
             raise gr.Error(str(error), title="Cannot do that") from None
         except Exception as error:
             log.exception("handler %s failed", handler.__name__)

@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     from model import build_model, model_names, run_with_probes
     from workbench.common.errors import WorkbenchError
+    from workbench.speed.complexity import count_parameters
 
     size = tuple(args.input_size)
     print(f"{'model':<16} {'parameters':>12}  {'heatmaps':<16} weight maps")
@@ -29,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
                 heatmaps, maps = run_with_probes(model, torch.empty(1, 3, *size))
         except ValueError as error:
             raise WorkbenchError(f"{error} (use --input-size H W with multiples of 32, e.g. 256 192)") from None
-        params = sum(p.numel() for p in model.parameters())
+        params = count_parameters(model)
         print(f"{name:<16} {params:>12,}  {str(tuple(heatmaps.shape[1:])):<16} {len(maps)}")
     return 0

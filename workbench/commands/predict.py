@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     use_threads(args.threads)
     options = PredictOptions(flip=args.flip, detection_threshold=args.detection_threshold,
                              min_box_size=args.min_box_size)
-    predictor = Predictor(args.model, args.weights, detector=args.detector if args.use_detector else False,
+    predictor = Predictor.load(args.model, args.weights, detector=args.detector if args.use_detector else False,
                           options=options, device=device, threads=args.threads, engine=args.engine)
     images = [path for path in paths if not is_video(path)]
     if images:

@@ -5,6 +5,10 @@ In place with their own parameters: the committed, executed copies a reader sees
 look. A notebook is executed into a scratch file and replaces its target only once every cell has run; a failed
 execution leaves the target as it was and keeps the failed copy (with the traceback) for reading.
 
+Parameters can be given on the command line (`-p name value`, as papermill takes them), so that nobody edits a
+notebook's parameters cell. The executed copy records no absolute path of the machine that ran it: papermill's
+input and output paths are written relative to the repository (`relative_metadata`).
+
 The kernel is Jupyter's "python3", which must start this interpreter: the kernel spec that ipykernel installs in
 this environment does (jupyter_client runs a spec's bare "python" as the interpreter that launches it);
 `check_kernel` refuses one that points elsewhere.
@@ -92,6 +96,20 @@ def check_kernel(kernel: str = KERNEL) -> Path:
     return python
 
 
+def notebook_parameters(name: str) -> set[str]:
+    """The names notebook `name`'s parameters cell assigns."""
+    import ast
+    import json
+
+    notebook = json.loads((NOTEBOOK_DIR / f"{name}.ipynb").read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse("".join(cell["source"]))
+            return {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+                    if isinstance(target, ast.Name)}
+    return set()
+
+
 @contextlib.contextmanager
 def _repository_importable() -> Iterator[None]:
     """Let the kernel import `model` and `workbench` from this checkout even when it is not pip-installed."""
@@ -106,8 +124,47 @@ def _repository_importable() -> Iterator[None]:
             os.environ["PYTHONPATH"] = saved
 
 
+def parse_parameters(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """`-p name value` pairs as papermill reads them: each value a YAML scalar or list (`10`, `None`, `null`,
+    `"[256, 192]"`, `cpu`), a plain string when it does not parse."""
+    import yaml
+
+    parameters = {}
+    for name, value in pairs:
+        if not name.isidentifier():
+            raise WorkbenchError(f"notebook parameter {name!r} is not a Python name; write -p NAME VALUE.")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        parameters[name] = None if value == "None" else parsed
+    return parameters
+
+
+def relative_metadata(notebook: dict[str, Any], target: Path) -> dict[str, Any]:
+    """`notebook` (nbformat JSON) with papermill's input and output paths relative to the repository (the
+    executed copy keeps no absolute path of the machine that ran it)."""
+    record = notebook.get("metadata", {}).get("papermill")
+    if record is not None:
+        record["input_path"] = _relative(NOTEBOOK_DIR / Path(str(record.get("input_path") or "")).name)
+        record["output_path"] = _relative(target)
+    return notebook
+
+
+def _relative(path: Path) -> str:
+    """`path` relative to the repository when inside it, else only its name."""
+    path = Path(os.path.abspath(path))
+    try:
+        return path.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return path.name
+
+
 def execute_notebook(name: str, target: Path, parameters: dict[str, Any]) -> NotebookRun:
-    """Execute notebook `name` with `parameters` into `target` (replaced only on success)."""
+    """Execute notebook `name` with `parameters` into `target` (replaced only on success), its metadata free of
+    absolute paths (`relative_metadata`)."""
+    import json
+
     import papermill
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -131,21 +188,34 @@ def execute_notebook(name: str, target: Path, parameters: dict[str, Any]) -> Not
             raise WorkbenchError(f"notebook {name} failed {what}. {target} is unchanged; the executed copy, with "
                                  f"the traceback, is {failed}.") from None
         seconds = time.perf_counter() - started
+        executed = relative_metadata(json.loads(running.read_text(encoding="utf-8")), target)
+        running.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         write_atomic(target, lambda temporary: shutil.copyfile(running, temporary))
     return NotebookRun(name, target, seconds)
 
 
 def execute_notebooks(names: Sequence[str] = (), quick: bool = False, output: str | Path | None = None,
-                      on_done: Callable[[NotebookRun], None] | None = None) -> list[NotebookRun]:
+                      on_done: Callable[[NotebookRun], None] | None = None,
+                      parameters: dict[str, Any] | None = None) -> list[NotebookRun]:
     """Execute the notebooks `names` (all if empty), in order: in place in `notebooks/` with their own parameters,
     or into `output` (default with `quick`: <reports>/notebooks); `quick` uses QUICK_PARAMETERS. `on_done` is
-    called after each. Training (02) writes its run into a scratch folder unless it executes in place."""
+    called after each. `parameters` (e.g. from `-p name value`) override each chosen notebook's own (and the quick
+    ones); a name no chosen notebook has is refused. Training (02) writes its run into a scratch folder unless it
+    executes in place."""
     chosen = notebook_names(names)
     check_kernel()
     folder = Path(output) if output is not None else reports_dir() / "notebooks" if quick else NOTEBOOK_DIR
+    parameters = dict(parameters or {})
+    if parameters:
+        known = set().union(*(notebook_parameters(name) for name in chosen))
+        unknown = sorted(set(parameters) - known)
+        if unknown:
+            raise WorkbenchError(f"no chosen notebook has the parameter(s) {', '.join(unknown)}; theirs are "
+                                 f"{', '.join(sorted(known))}.")
     runs = []
     for name in chosen:
-        run = execute_notebook(name, folder / f"{name}.ipynb", dict(QUICK_PARAMETERS[name]) if quick else {})
+        own = {key: value for key, value in parameters.items() if key in notebook_parameters(name)}
+        run = execute_notebook(name, folder / f"{name}.ipynb", {**(QUICK_PARAMETERS[name] if quick else {}), **own})
         runs.append(run)
         if on_done is not None:
             on_done(run)

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.speed.complexity import G, QUICK_SPEED, ComplexityRow, SpeedSettings, measure_rows
+from workbench.speed.complexity import QUICK_SPEED, ComplexityRow, SpeedSettings, measure_rows
 from workbench.reports.complexity import csv_record
 from workbench.common.errors import WorkbenchError
 from workbench.reports.evaluation import METRICS, ROUND_TRIP
 from workbench.zoo.cache import UNTRAINED_LABEL
 from workbench.evaluation.sets import EvalSet
 from workbench.common.paths import REPO_ROOT
-from workbench.speed.published import published_row, published_rows
+from workbench.speed.published import G, published_row, published_rows
 from workbench.training import TrainingResult, build_config, config_names, load_config, read_log, train
 from workbench.training.loop import CURVES, LAST, LOG
 from workbench.zoo.manifest import WeightsEntry
@@ -73,7 +73,8 @@ def _tables(model: str, size: Size) -> str:
 
 def complexity_frame(rows: Sequence[ComplexityRow]) -> pd.DataFrame:
     """The complexity columns of Tables 2 and 3, one line per measured row: parameters and GFLOPs measured here
-    beside the paper's printed ones, the recount of shared/reference/table-rows.md, and fvcore's count."""
+    beside the paper's printed ones, the recount from the original authors' code (the `reference` figures of
+    workbench/speed/published_figures.yaml), and fvcore's count."""
     lines = []
     for row in rows:
         record = csv_record(row)
@@ -88,14 +89,15 @@ def complexity_frame(rows: Sequence[ComplexityRow]) -> pd.DataFrame:
             "GFLOPs measured, row's convention (2^30)": round(row.convention_ops() / G, 3),
             "GFLOPs printed": record["paper GFLOPs"],
             "measured vs printed (%)": record["recomputed vs paper (%)"],
-            "GFLOPs table-rows.md recount": record["table-rows recomputed GFLOPs (2^30)"],
+            "GFLOPs recount, original code": record["table-rows recomputed GFLOPs (2^30)"],
             "fvcore GFLOPs measured (1e9)": round(row.fvcore / 1e9, 3),
         })
     return pd.DataFrame(lines)
 
 
 def printed_only_frame() -> pd.DataFrame:
-    """The published rows without a model in the zoo: printed figures only (table-rows.md)."""
+    """The published rows without a model in the zoo: printed figures only (their `reference` in
+    workbench/speed/published_figures.yaml)."""
     return pd.DataFrame([{"model": row.label, "input": f"{row.input_size[0]}x{row.input_size[1]}",
                           "params printed": row.reference["params"],
                           "GFLOPs printed": f"{row.reference['gflops']} {row.reference['unit']}",
@@ -159,7 +161,7 @@ def measured_frame(table: pd.DataFrame) -> pd.DataFrame:
     named "... measured"."""
     what = table["weights"].map(lambda weights: BASELINES.get(weights, "trained checkpoint")).rename("what")
     measured = pd.DataFrame({f"{name} measured": (100.0 * table[name].astype(float)).round(1) for name in METRICS})
-    return pd.concat([what, table.drop(columns=["parameters", *METRICS]), measured], axis=1)
+    return pd.concat([what, table.drop(columns=["images", "parameters", *METRICS], errors="ignore"), measured], axis=1)
 
 
 def printed_ap_frame(measured: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -54,23 +54,29 @@ class PredictOptions:
 
 
 class Predictor:
-    """A pose network and a person detector, ready for images and frames.
+    """A pose network and a person detector (None: the whole image is one person), ready for images and frames.
+    `Predictor.load` builds one from names and files."""
 
-    `model`: a model name (None for a manifest entry or an ONNX file, which name their model); `weights`: what
-    `workbench.zoo.loader.load` accepts; `engine` one of ENGINES. `detector`: a YOLOX ONNX path, None for the default (`--detector`,
-    `$WORKBENCH_DETECTOR`, the user cache, a download), or False for no detector (the whole image is one person).
-    """
-
-    def __init__(self, model: str | None = None, weights: str | Path = DEFAULT_WEIGHTS, *,
-                 detector: str | Path | bool | None = None, options: PredictOptions = PredictOptions(),
-                 device: str | torch.device = "cpu", threads: int | None = None, engine: str = "auto") -> None:
-        device = resolve_device(device) if isinstance(device, str) else device
-        self.network = pose_engine(load(model, weights, device=device, threads=threads), engine, device, threads)
+    def __init__(self, network: Model, detector: PersonDetector | None,
+                 options: PredictOptions = PredictOptions()) -> None:
+        self.network = network
+        self.detector = detector
         self.options = options
-        self.detector = None if detector is False else PersonDetector(
+
+    @classmethod
+    def load(cls, model: str | None = None, weights: str | Path = DEFAULT_WEIGHTS, *,
+             detector: str | Path | bool | None = None, options: PredictOptions = PredictOptions(),
+             device: str | torch.device = "cpu", threads: int | None = None, engine: str = "auto") -> "Predictor":
+        """`model`: a model name (None for a manifest entry or an ONNX file, which name their model); `weights`:
+        what `workbench.zoo.loader.load` accepts; `engine` one of ENGINES. `detector`: a YOLOX ONNX path, None for
+        the default (`$WORKBENCH_DETECTOR`, the user cache, a download), or False for no detector."""
+        device = resolve_device(device) if isinstance(device, str) else device
+        network = pose_engine(load(model, weights, device=device, threads=threads), engine, device, threads)
+        found = None if detector is False else PersonDetector(
             resolve_detector(None if detector in (None, True) else detector),
             score_threshold=options.detection_threshold, nms_threshold=options.nms_threshold,
             min_box_size=options.min_box_size, threads=threads)
+        return cls(network, found, options)
 
     def boxes(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes (N, 4) x, y, w, h and scores (N,) of an RGB image: the detector's, or the whole image."""
@@ -116,8 +122,8 @@ def predict(inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray],
             threads: int | None = None, engine: str = "auto") -> list[Person] | list[list[Person]]:
     """The people of one image (a path or an RGB array): a list of `Person`, best first; of a list of images: one
     such list per image; of a video file: one list per frame, with track ids."""
-    predictor = Predictor(model, weights, detector=detector, options=options, device=device, threads=threads,
-                          engine=engine)
+    predictor = Predictor.load(model, weights, detector=detector, options=options, device=device, threads=threads,
+                               engine=engine)
     if isinstance(inputs, (str, Path)) and is_video(inputs):
         return list(predictor.frames(read_frames(inputs)))
     if isinstance(inputs, (str, Path, np.ndarray)):

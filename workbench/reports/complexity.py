@@ -8,16 +8,21 @@ import io
 import json
 import platform
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import onnxruntime
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from workbench.speed.complexity import G, M, ComplexityRow, SpeedSettings
+from workbench.speed.complexity import ComplexityRow, SpeedSettings
 from workbench.common.errors import WorkbenchError
 from workbench.common.files import write_atomic
 from workbench.speed.latency import Timing
-from workbench.speed.published import published_row, published_rows
+from workbench.speed.published import G, M, published_row, published_rows
 
 
 @dataclass
@@ -129,21 +134,19 @@ def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, m
                     notes: list[str], command: str) -> str:
     """The report as Markdown: method, operation counts against the published figures, latency table, the
     published rows without a model in the zoo, and the plots."""
-    import fvcore
-    import onnxruntime
-
+    fvcore = version("fvcore")
     records = [csv_record(row, measured) for row in rows]
     lines = [
         "# Complexity and speed",
         "",
         f"Written by `{command}`.",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} PyTorch threads at "
-        f"start; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, fvcore {fvcore.__version__}.",
+        f"start; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, fvcore {fvcore}.",
         "",
         "## How the figures are counted",
         "",
-        "- **fvcore GFLOPs (1e9)**: fvcore 0.1.5's FlopCountAnalysis on one image: one multiply-add is one flop, every "
-        "call counts, batch norm, pooling and upsampling count, element-wise ops (sigmoid, mul, add) and reductions "
+        f"- **fvcore GFLOPs (1e9)**: fvcore {fvcore}'s FlopCountAnalysis on one image: one multiply-add is one flop, "
+        "every call counts, batch norm, pooling and upsampling count, element-wise ops (sigmoid, mul, add) and reductions "
         "fvcore does not know (max pooling, channel mean/max) count zero. fvcore has no handle for "
         "`aten::avg_pool2d`; the project registers one that counts one flop per input element, like fvcore's own "
         "`adaptive_avg_pool2d` handle (the Lite models pool with fixed kernels where the official code pools "
@@ -154,8 +157,9 @@ def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, m
         "(transposed convolutions at their input resolution) plus bias, batch norm (2 per element), ReLU (1 per "
         "element), max and fixed-kernel average pooling (1 per input element) and nearest upsampling (1 per output "
         "pixel); a module that runs more than once counts once.",
-        "- **recomputed**: the project's count under the convention the model's published row used "
-        "(shared/reference/table-rows.md), against table-rows.md's recomputed figure and the seed paper's printed one.",
+        "- **recomputed**: the project's count under the convention the model's published row used, against the "
+        "figure recomputed from the original authors' code under that convention (the `reference` of "
+        "workbench/speed/published_figures.yaml, columns \"table-rows\") and the seed paper's printed one.",
         "",
         *[f"- {note}" for note in notes],
         "",
@@ -223,17 +227,21 @@ FLOPS_AP_PLOT = "complexity_flops_ap.png"
 LATENCY_PLOT = "complexity_latency_flops.png"
 
 
-def flops_ap_figure(rows: list[ComplexityRow], measured: list[MeasuredAP]):
+def _figure(width: float, height: float) -> Figure:
+    """A figure of the object API with its own Agg canvas: no pyplot, so no global figure registry to share
+    between the app's worker threads."""
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def flops_ap_figure(rows: list[ComplexityRow], measured: list[MeasuredAP]) -> Figure:
     """Figure 9 of the paper, redrawn: GFLOPs against AP, (a) Table 2 (val2017) at 256x192, (b) Table 3
     (test-dev2017) at 384x288. Filled: the paper's printed GFLOPs; hollow: the project's recount under the row's
     convention (G = 2^30); stars: APs the project measured (`measured`, at the recount)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     recount = {(r.model, r.input_size): r.convention_ops() / G for r in rows}
-    figure, panels = plt.subplots(1, 2, figsize=(12, 5))
+    figure = _figure(12, 5)
+    panels = figure.subplots(1, 2)
     for axes, source, size, title in ((panels[0], "seed_table2", (256, 192), "(a) COCO val2017, 256x192"),
                                       (panels[1], "seed_table3", (384, 288), "(b) COCO test-dev2017, 384x288")):
         for published in published_rows():
@@ -261,18 +269,12 @@ def flops_ap_figure(rows: list[ComplexityRow], measured: list[MeasuredAP]):
     return figure
 
 
-def latency_flops_figure(rows: list[ComplexityRow]):
+def latency_flops_figure(rows: list[ComplexityRow]) -> Figure:
     """Measured CPU latency (ms, median, batch 1) against fvcore GFLOPs per input size, one marker per backend:
     where the points leave the FLOPs order, FLOPs mislead."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
     sizes = sorted({r.input_size for r in rows})
-    figure, panels = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 5), squeeze=False)
+    figure = _figure(6 * len(sizes), 5)
+    panels = figure.subplots(1, len(sizes), squeeze=False)
     for axes, size in zip(panels[0], sizes):
         chosen = [r for r in rows if r.input_size == size and r.latency]
         for backend, marker in (("eager", "o"), ("fast", "s"), ("onnxruntime", "^")):
@@ -303,8 +305,6 @@ def latency_flops_figure(rows: list[ComplexityRow]):
 def write_report(rows: list[ComplexityRow], directory, settings: SpeedSettings | None = None,
                  measured: list[MeasuredAP] = (), notes: list[str] = (), command: str = "") -> list:
     """Write complexity.md, complexity.csv and the two plots into `directory` (each atomically); returns the paths."""
-    import matplotlib.pyplot as plt
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     records = [csv_record(row, list(measured)) for row in rows]
@@ -319,5 +319,4 @@ def write_report(rows: list[ComplexityRow], directory, settings: SpeedSettings |
     write_atomic(paths[1], lambda p: p.write_text(table.getvalue()))
     for path, figure in ((paths[2], flops_ap_figure(rows, list(measured))), (paths[3], latency_flops_figure(rows))):
         write_atomic(path, lambda p, f=figure: f.savefig(p, dpi=120))
-        plt.close(figure)
     return paths

@@ -1,4 +1,4 @@
-"""The evaluation report of the project's trained weights (`python -m workbench evaluate --manifest`), and the
+"""The evaluation report of the project's trained weights (`python -m workbench report`), and the
 table that notebook 03 shows.
 
 Every weights entry of the manifest is evaluated on the standard sets (fashion-pose val with its boxes as annotated
@@ -21,10 +21,11 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from workbench.evaluation.sets import EvalSet, evaluate_on
+from workbench.evaluation.sets import EvalSet, dataset_of, evaluate_on
 from workbench.codec import DECODERS
 from workbench.common.files import write_atomic, write_text_atomic
 from workbench.common.paths import weights_dir
+from workbench.speed.complexity import count_parameters
 from workbench.training.logs import read_log
 from workbench.zoo.cache import UNTRAINED_LABEL
 from workbench.zoo.loader import UNTRAINED, load
@@ -36,6 +37,8 @@ METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 ROUND_TRIP = "round trip (ground truth)"
 BASELINE_SIZE = (256, 192)
 """The input size (H, W) of the baselines (round trip, untrained networks)."""
+FEW_IMAGES = 20
+"""A set of fewer images than this gets APs to read as an illustration, not a measurement (the report says so)."""
 
 
 def _network(weights: str, model: str, device: str | torch.device) -> nn.Module | None:
@@ -55,23 +58,25 @@ def evaluation_table(entries: Sequence[WeightsEntry], sets: Sequence[EvalSet], d
     """One line per (weights entry, set, decoding) with the METRICS (fractions), then the labelled baselines at
     BASELINE_SIZE with standard decoding: per set, each model of `untrained` with random weights (weights column
     UNTRAINED_LABEL: the floor), and with `round_trips` the round trip of each set with ground-truth boxes (ROUND_TRIP:
-    the ceiling those boxes allow; a set of detector boxes has no ground truth per box to render, so no ceiling)."""
+    the ceiling those boxes allow; a set of detector boxes has no ground truth per box to render, so no ceiling).
+    Column `images`: the number of images of the set (those of its annotation file)."""
     jobs = [(entry.name, entry.model, entry.input_size, eval_set, decode)
             for entry in entries for eval_set in sets for decode in decodings]
     jobs += [(UNTRAINED, name, BASELINE_SIZE, eval_set, "standard") for name in untrained for eval_set in sets]
     jobs += [(ROUND_TRIP, "-", BASELINE_SIZE, eval_set, "standard") for eval_set in sets
              if round_trips and eval_set.detections is None]
+    images = {eval_set.name: len(dataset_of(eval_set, BASELINE_SIZE).images) for eval_set in sets}
     lines, network, loaded = [], None, None
     for weights, model, size, eval_set, decode in tqdm(jobs, desc="evaluating", unit="set", disable=not progress):
         if loaded != (weights, model):
             network, loaded = _network(weights, model, device), (weights, model)
         metrics = evaluate_on(network, eval_set, size, flip, batch_size, decode)
         label = UNTRAINED_LABEL if weights == UNTRAINED else weights
-        lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "weights": label, "model": model,
-                      "input": f"{size[0]}x{size[1]}", "decode": decode,
-                      "parameters": None if network is None else sum(p.numel() for p in network.parameters()),
-                      **_metric_cells(metrics)})
-    return pd.DataFrame(lines, columns=["set", "boxes", "weights", "model", "input", "decode", "parameters", *METRICS])
+        lines.append({"set": eval_set.name, "boxes": eval_set.boxes, "images": images[eval_set.name],
+                      "weights": label, "model": model, "input": f"{size[0]}x{size[1]}", "decode": decode,
+                      "parameters": None if network is None else count_parameters(network), **_metric_cells(metrics)})
+    return pd.DataFrame(lines, columns=["set", "boxes", "images", "weights", "model", "input", "decode", "parameters",
+                                        *METRICS])
 
 
 def evaluation_figure(table: pd.DataFrame, flip: bool) -> Figure:
@@ -122,6 +127,17 @@ def training_curves_figure(entries: Sequence[WeightsEntry], directory: str | Pat
     return figure
 
 
+def _few_images(table: pd.DataFrame) -> str:
+    """A sentence naming the sets of fewer than FEW_IMAGES images (column `images`), or nothing."""
+    if "images" not in table.columns:
+        return ""
+    few = [f"{name} has {int(count)} images" for name, count in dict(zip(table["set"], table["images"])).items()
+           if count < FEW_IMAGES]
+    if not few:
+        return ""
+    return f" {'; '.join(few)}: read {'its' if len(few) == 1 else 'their'} APs as an illustration, not a measurement."
+
+
 def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], command: str, flip: bool) -> str:
     """The report as markdown: AP by set and weights, the full table, and each run's record in one line; `flip`:
     whether the table was measured with the flip test."""
@@ -144,7 +160,7 @@ def markdown_report(table: pd.DataFrame, entries: Sequence[WeightsEntry], comman
         "boxes as annotated (a few are drawn beside their person); fashion-pose-val grows them to enclose the "
         "labelled keypoints, as training and validation did. Decoding: standard is the quarter-pixel offset that "
         "training validates with; dark is DARK's Taylor refinement of the modulated heatmap (Zhang et al., CVPR "
-        "2020). coco-sample has 4 images: read its APs as an illustration, not a measurement.",
+        "2020)." + _few_images(table),
         "",
         "## AP by set",
         "",

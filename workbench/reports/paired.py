@@ -21,7 +21,8 @@ from workbench.zoo.loader import load
 from workbench.zoo.manifest import WeightsEntry
 
 PAIRED_SETS = ("fashion-pose-val-annotated", "fashion-pose-val")
-"""The sets a paired comparison uses by default: the ones large enough to say something (coco-sample has 4 images)."""
+"""The sets a paired comparison uses by default: the ones large enough to say something (the report's `images`
+column counts each set's images; coco-sample holds only a handful)."""
 COLUMNS = ["set", "boxes", "decode", "first", "second", "AP first", "AP second", "difference", "low", "high",
            "P(first > second)", "images", "rounds"]
 

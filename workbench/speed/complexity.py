@@ -1,8 +1,8 @@
 """Parameter and FLOP counters: fvcore's own count and the two conventions of the published tables.
 
 All counters trace the model once with fvcore's `FlopCountAnalysis` on a zero input of shape (1, 3, H, W) and
-return a plain operation count for one image (divide by 2**30 for the papers' "G", by 2**20 for the Lite-HRNet
-README's "M", by 1e9 for fvcore's GFLOPs as printed in the reference tables).
+return a plain operation count for one image (divide by `workbench.speed.published.G` = 2**30 for the papers' "G",
+by its `M` = 2**20 for the Lite-HRNet README's "M", by 1e9 for fvcore's GFLOPs).
 
 - `fvcore_flops`: fvcore's defaults (one multiply-add = one flop, every call counted, batch norm, pooling and
   upsampling counted, element-wise ops skipped) plus a handle for `aten::avg_pool2d` that counts one flop per input
@@ -40,9 +40,6 @@ from workbench.speed.latency import Timing, peak_memory_bytes, set_threads, thro
 from workbench.speed.published import row_convention
 
 Handle = Callable[[list[Any], list[Any]], int]
-
-G = 2**30
-M = 2**20
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -128,7 +125,7 @@ def _traced(
 
 def fvcore_flops(model: nn.Module, input_size: tuple[int, int] = (256, 192), count_avg_pool: bool = True) -> int:
     """fvcore's FLOP count for one image of `input_size` (H, W) pixels; `count_avg_pool` adds the handle for
-    `aten::avg_pool2d` (one flop per input element), which fvcore 0.1.5 lacks."""
+    `aten::avg_pool2d` (one flop per input element), which fvcore's own handles lack."""
     return int(_traced(model, input_size, None, count_avg_pool).total())
 
 

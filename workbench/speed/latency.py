@@ -50,6 +50,25 @@ def time_interleaved(
     """Time every callable of `calls`: `warmup` untimed calls each, then up to `repeats` rounds of one timed call
     each in a shuffled order; stops after `budget_s` seconds once `min_runs` rounds are done. `synchronize` (e.g.
     `torch.cuda.synchronize`) runs before each clock read; `progress(rounds_done)` after each round."""
+    seconds = interleaved_seconds(calls, repeats, warmup, budget_s, min_runs, progress, synchronize)
+    return {name: Timing.of(values) for name, values in seconds.items()}
+
+
+def interleaved_seconds(
+    calls: dict[str, Callable[[], Any]],
+    repeats: int = 30,
+    warmup: int = 3,
+    budget_s: float | None = None,
+    min_runs: int = 5,
+    progress: Callable[[int], None] | None = None,
+    synchronize: Callable[[], None] | None = None,
+    settle: int = 0,
+    block: int = 1,
+) -> dict[str, list[float]]:
+    """The per-round times (seconds) behind `time_interleaved`, for ratios paired by round (`paired_ratio`).
+
+    Each round visits every callable once, in a shuffled order; a visit makes `settle` untimed calls (they absorb
+    the switch from another runtime's threads and caches), then `block` timed ones, and records their median."""
     sync = synchronize or (lambda: None)
     for call in calls.values():
         for _ in range(warmup):
@@ -62,16 +81,22 @@ def time_interleaved(
     for round_index in range(repeats):
         shuffler.shuffle(order)
         for name in order:
-            begin = time.perf_counter()
-            calls[name]()
+            for _ in range(settle):
+                calls[name]()
             sync()
-            seconds[name].append(time.perf_counter() - begin)
+            samples = []
+            for _ in range(block):
+                begin = time.perf_counter()
+                calls[name]()
+                sync()
+                samples.append(time.perf_counter() - begin)
+            seconds[name].append(statistics.median(samples))
         if progress:
             progress(round_index + 1)
         over_budget = budget_s is not None and time.perf_counter() - started > budget_s
         if over_budget and round_index + 1 >= min_runs:
             break
-    return {name: Timing.of(values) for name, values in seconds.items()}
+    return seconds
 
 
 def paired_ratio(numerator: Iterable[float], denominator: Iterable[float]) -> float:

@@ -1,5 +1,6 @@
-"""The published figures of Tables 2 and 3 (seed paper) and of `shared/reference/table-rows.md`, read from
-`published_figures.yaml`, where every figure names its source."""
+"""The published figures of every row of Tables 2 and 3 of the seed paper: the paper's printed rows, and the original
+authors' own figures with their recount from the original code (`reference`; "table-rows" in the reports' column
+names), read from `published_figures.yaml`, where every figure names its source."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,7 +12,9 @@ import yaml
 
 FIGURES_FILE = Path(__file__).with_name("published_figures.yaml")
 G = 2**30
+"""The "G" of the published GFLOPs in both counting conventions (and of every "(2^30)" column of the reports)."""
 M = 2**20
+"""The "M" of the Lite-HRNet README's MFLOPs ("205.2M")."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,8 @@ class PaperRow:
 class PublishedRow:
     """Everything published about one network at one input size (H, W).
 
-    `reference` holds table-rows.md's figures: params, gflops (in `unit`, "G" = 2^30 or "M" = 2^20),
+    `reference` holds the original authors' figures (the `sources` entry "reference" says where each was published)
+    and their recount from the original code: params, gflops (in `unit`, "G" = 2^30 or "M" = 2^20),
     recomputed_a / recomputed_b (G = 2^30 unless unit is "M"), ap, and an optional note.
     """
 
@@ -48,7 +52,7 @@ class PublishedRow:
     sources: dict[str, str] = field(default_factory=dict)
 
     def reference_recomputed_ops(self) -> float | None:
-        """table-rows.md's recomputed figure under the row's own convention, as an operation count."""
+        """The reference's recount under the row's own convention, as an operation count."""
         if not self.reference:
             return None
         value = self.reference.get(f"recomputed_{self.convention.lower()}")
@@ -57,7 +61,7 @@ class PublishedRow:
         return value * (M if self.reference.get("unit") == "M" else G)
 
     def reference_published_ops(self) -> float | None:
-        """table-rows.md's published figure, as an operation count."""
+        """The reference's published figure, as an operation count."""
         if not self.reference:
             return None
         return self.reference["gflops"] * (M if self.reference.get("unit") == "M" else G)

@@ -4,10 +4,17 @@ A config is a nested dict of plain values (it is stored inside every checkpoint 
 `model` (network and input size), `data` (files, targets, augmentation, loading), `train` (optimiser, schedule,
 precision, devices), `validation` and `output`. Any setting can be changed with an override "section.key=value"
 whose value is read as YAML (`train.epochs=5`, `model.input_size=[128,96]`, `data.root=/datasets`).
+
+A config file may start from another: `base: <config name>` (a shipped config, or a YAML file beside it, with or
+without `.yaml`), then hold only the settings that differ. The merge is per setting (the dotted names of SETTINGS,
+so sections merge recursively and a `dict` setting such as model.options is replaced whole), and the result is the
+same plain dict a complete file gives: checkpoints and run records never hold `base`. Bases go one level deep: a
+base that has a base of its own is refused, so that a config and its base together show the whole recipe.
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +23,16 @@ import yaml
 from workbench.codec import ENCODINGS
 from workbench.common.errors import WorkbenchError
 from workbench.common.paths import data_root
+from workbench.data.transforms import Augmentation
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 Config = dict[str, Any]
 
-# Every setting: dotted name -> (accepted types, default). The defaults are Lite-HRNet's official COCO 256x192
-# recipe; a `dict` setting (model.options) is passed on as it is.
+# Every setting: dotted name -> (accepted types, default). The defaults are the paper's recipe for Lite CSW-HRNet on
+# COCO at 256x192, which is Lite-HRNet's official config where the paper is silent; the augmentation defaults are the
+# fields of `workbench.data.transforms.Augmentation` (whose docstring says where paper and official config differ).
+# A `dict` setting (model.options) is passed on as it is.
 SETTINGS: dict[str, tuple[tuple[type, ...], Any]] = {
     "name": ((str,), "run"),
     "model.name": ((str,), "lite_csw_hrnet"),
@@ -39,13 +49,7 @@ SETTINGS: dict[str, tuple[tuple[type, ...], Any]] = {
     "data.enclose_keypoints": ((bool,), False),
     "data.subset": ((int, type(None)), None),
     "data.workers": ((int,), 4),
-    "data.augmentation.flip_prob": ((float,), 0.5),
-    "data.augmentation.half_body_prob": ((float,), 0.3),
-    "data.augmentation.half_body_min_joints": ((int,), 8),
-    "data.augmentation.scale_factor": ((float,), 0.25),
-    "data.augmentation.rotation_factor": ((float,), 30.0),
-    "data.augmentation.rotation_limit": ((float,), 60.0),
-    "data.augmentation.rotation_prob": ((float,), 0.6),
+    **{f"data.augmentation.{field.name}": ((type(field.default),), field.default) for field in fields(Augmentation)},
     "train.epochs": ((int,), 210),
     "train.batch_size": ((int,), 64),
     "train.lr": ((float,), 2e-3),
@@ -158,9 +162,15 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def build_config(settings: dict[str, Any], overrides: list[str] = (), where: str = "the config") -> Config:
     """Defaults, then the nested `settings`, then the "key=value" `overrides`; checked; returns a nested dict."""
+    return _build([(settings, where)], overrides)
+
+
+def _build(layers: list[tuple[dict[str, Any], str]], overrides: list[str]) -> Config:
+    """Defaults, then each (nested settings, where they come from) of `layers` in turn, then the overrides."""
     flat = {name: copy.deepcopy(default) for name, (_, default) in SETTINGS.items()}
-    for name, value in flatten(settings).items():
-        _set(flat, name, value, where)
+    for settings, where in layers:
+        for name, value in flatten(settings).items():
+            _set(flat, name, value, where)
     for text in overrides:
         _set(flat, *parse_override(text), "--set")
     config = unflatten(flat)
@@ -168,17 +178,49 @@ def build_config(settings: dict[str, Any], overrides: list[str] = (), where: str
     return config
 
 
-def load_config(source: str | Path, overrides: list[str] = ()) -> Config:
-    """Read a YAML config (a path or a shipped config's name) and apply the "key=value" overrides."""
-    path = config_file(source)
+def _read_settings(path: Path) -> dict[str, Any]:
+    """The nested settings a YAML config file holds, as written (its `base` included)."""
     try:
         settings = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise WorkbenchError(f"config {path} is not valid YAML ({error}). Fix the file.") from None
     if not isinstance(settings, dict):
         raise WorkbenchError(f"config {path} must be a mapping of sections (model, data, train, ...).")
+    return settings
+
+
+def _base_file(base: Any, child: Path) -> Path:
+    """The file of `base: <name>` in config `child`: a YAML file beside `child` (name with or without `.yaml`),
+    else a shipped config of that name."""
+    if not isinstance(base, str) or not base.strip():
+        raise WorkbenchError(f"config {child}: base is {base!r}; it must name a config, e.g. "
+                             "base: lite_csw_hrnet_256x192_coco.")
+    for candidate in (child.parent / base, child.parent / f"{base}.yaml"):
+        if candidate.is_file():
+            return candidate
+    shipped = CONFIG_DIR / f"{Path(base).name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise WorkbenchError(f"config {child}: its base {base!r} is neither a YAML file beside it nor a shipped config "
+                         f"({', '.join(config_names())}).")
+
+
+def load_config(source: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (a path or a shipped config's name), over its `base` if it names one, and apply the
+    "key=value" overrides."""
+    path = config_file(source)
+    settings = _read_settings(path)
     settings.setdefault("name", path.stem)
-    return build_config(settings, overrides, str(path))
+    layers = [(settings, str(path))]
+    if "base" in settings:
+        base_path = _base_file(settings.pop("base"), path)
+        base = _read_settings(base_path)
+        if "base" in base:
+            raise WorkbenchError(f"config {path}: its base {base_path} has a base of its own ({base['base']!r}); "
+                                 "bases go one level deep. Base it on a config without a base, or copy the "
+                                 "settings it needs.")
+        layers.insert(0, (base, str(base_path)))
+    return _build(layers, overrides)
 
 
 def check(config: Config) -> None:

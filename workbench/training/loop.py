@@ -136,6 +136,16 @@ def build_network(config: Config, load_backbone: bool) -> nn.Module:
         raise WorkbenchError(f"cannot build {config['model']['name']}: {error}. Fix model.options.") from None
 
 
+OPTIMIZER = torch.optim.Adam
+"""The optimiser of every run: Adam, as the paper (section 4.2) and the official configs train, set by train.lr and
+train.weight_decay. Run records name it from here (`workbench.training.publishing.run_record`)."""
+
+
+def build_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
+    """OPTIMIZER over `model`'s parameters with the learning rate and weight decay of the `train` settings."""
+    return OPTIMIZER(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])
+
+
 def train(config: Config, output: str | Path, resume: str | Path | None = None) -> TrainingResult:
     """Train as `config` says, writing into `output`; with `resume`, continue the run saved in that checkpoint.
 
@@ -185,7 +195,7 @@ def _train(config: Config, output: Path, resume: Path | None, processes: distrib
     if processes.distributed:
         network = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                       else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+    optimizer = build_optimizer(model, settings)
     loader = build_train_loader(train_set, settings["batch_size"], config["data"]["workers"],
                                 num_replicas=processes.world_size, rank=processes.rank, seed=settings["seed"],
                                 pin_memory=device.type == "cuda")

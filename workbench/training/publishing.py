@@ -21,6 +21,11 @@ from torch import nn
 from workbench.common.errors import WorkbenchError
 from workbench.common.files import write_atomic
 from workbench.common.paths import weights_dir
+from workbench.training.checkpointing import load_checkpoint
+from workbench.training.config import config_names, flatten, load_config
+from workbench.training.data import build_datasets
+from workbench.training.logs import read_log
+from workbench.training.loop import CURVES, LAST, LOG, OPTIMIZER, build_network, validate
 from workbench.zoo.manifest import WeightsEntry, save_weights
 
 PRETRAINED_IN_PUBLISHED_RUNS = {
@@ -42,8 +47,6 @@ def _half_round_trip(network: nn.Module) -> nn.Module:
 def training_command(config: dict[str, Any]) -> str:
     """The train command that reproduces `config`: its named config plus a --set for every setting that differs
     from the shipped one (data.root excepted: it names this machine's data folder)."""
-    from workbench.training.config import config_names, flatten, load_config
-
     command = f"python -m workbench train --config {config['name']}"
     if config["name"] not in config_names():
         return command
@@ -71,7 +74,7 @@ def run_record(config: dict[str, Any], log: list[dict[str, Any]], checkpoint: st
         "checkpoint": checkpoint,
         "initialisation": "from scratch" if not config["model"]["backbone_weights"] else
         f"backbone from {Path(config['model']['backbone_weights']).name}",
-        "schedule": {"optimizer": "Adam", "lr": train["lr"], "weight_decay": train["weight_decay"],
+        "schedule": {"optimizer": OPTIMIZER.__name__, "lr": train["lr"], "weight_decay": train["weight_decay"],
                      "batch_size": train["batch_size"], "warmup_iters": train["warmup_iters"],
                      "milestones": train["milestones"], "gamma": train["gamma"]},
         "augmentation": dict(data["augmentation"]),
@@ -97,11 +100,6 @@ def publish_run(run_dir: str | Path, name: str | None = None, checkpoint: str = 
     Returns the entry and the validation APs: {"float32": AP, "float16": AP}. float16 is stored when the two
     differ by at most `tolerance`.
     """
-    from workbench.training.checkpointing import load_checkpoint
-    from workbench.training.data import build_datasets
-    from workbench.training.logs import read_log
-    from workbench.training.loop import CURVES, LAST, LOG, build_network, validate
-
     run_dir = Path(run_dir)
     last = load_checkpoint(run_dir / LAST)
     epochs = last["config"]["train"]["epochs"]
