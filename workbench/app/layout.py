@@ -66,27 +66,27 @@ def build_app(workbench: Workbench) -> gr.Blocks:
                     with gr.Column(scale=2):
                         status = gr.Markdown(elem_id="inspect-status")
                         preview = image_annotator(label="Image and person boxes: drag to draw a box ('drawn boxes')",
-                                                  label_list=["person"], label_colors=[(255, 64, 64)],
+                                                  label_list=["person"], label_colors=[(255, 64, 64)], boxes_alpha=0.1,
                                                   sources=[], elem_id="preview", height=360,
                                                   show_download_button=False, show_clear_button=False)
                         person = gr.Dropdown([], value=None, label="Person (as numbered on the skeleton)",
                                              elem_id="person")
+                        skeleton = _figure("Everyone, and the chosen person's skeleton and joint confidence",
+                                           "skeleton")
                         with gr.Row():
-                            skeleton = _figure("Skeleton and joint confidence", "skeleton", height=460)
-                            merged = _figure("Heatmaps over the crop", "merged-heatmaps", height=460)
+                            with gr.Column(scale=2):
+                                merged = _figure("Heatmaps over the crop", "merged-heatmaps")
+                            with gr.Column(scale=3):
+                                grid = _figure("The 17 joint heatmaps", "heatmap-grid")
                         with gr.Accordion("Keypoints table", open=False):
                             table = gr.Dataframe(label="Keypoints (original image pixels)", interactive=False)
                         location = gr.Dropdown(locations, value=location_value,
                                                label="Weighting function (stage / module / block / branch)")
                         weight_maps = _figure("Weight maps", "weight-maps")
                         with gr.Row():
-                            with gr.Column(scale=3):
-                                grid = _figure("The 17 joint heatmaps", "heatmap-grid")
-                            with gr.Column(scale=2):
-                                with gr.Row():
-                                    joint = gr.Dropdown(list(JOINT_NAMES), value=JOINT_NAMES[0], label="Grad-CAM joint")
-                                    layer = gr.Dropdown(layers, value=layer_value, label="Grad-CAM layer")
-                                gradcam = _figure("Grad-CAM", "gradcam", height=380)
+                            joint = gr.Dropdown(list(JOINT_NAMES), value=JOINT_NAMES[0], label="Grad-CAM joint")
+                            layer = gr.Dropdown(layers, value=layer_value, label="Grad-CAM layer")
+                        gradcam = _figure("Grad-CAM", "gradcam", height=420)
                         downloads = gr.File(label="Downloads: keypoints (COCO json), heatmaps (npy), figures (PNG)",
                                             file_count="multiple", interactive=False)
             with gr.Tab("Compare", id="compare"):
