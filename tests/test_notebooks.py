@@ -22,9 +22,14 @@ from workbench.evaluation.sets import evaluation_sets
 from workbench.speed.onnx_export import conditioned_random_weights
 from workbench.notebooks.inside_csw import claim_reading
 from workbench.speed.latency import Timing
-from workbench.notebooks.execute import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names
-from workbench.notebooks.reproduction import evaluation_reading, flops_latency_agreement, manifest_frame, manifest_status, \
-    measured_frame, printed_ap_frame, table_rows, training_config
+from workbench.notebooks.execute import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names, \
+    notebook_parameters, parse_parameters, relative_metadata
+from workbench.notebooks.reproduction import COUNTERPART, MEASURED_AP, MEASURED_GT_AP, evaluation_reading, \
+    flops_latency_agreement, manifest_frame, manifest_status, measured_frame, printed_ap_frame, publish_command, \
+    table_rows, training_config, training_summary
+from workbench.common.paths import REPO_ROOT
+from workbench.training import TrainingResult
+from workbench.zoo.manifest import WeightsEntry
 from workbench.interpret.weight_stats import BINS, WeightMapStats, weight_statistics
 from workbench.interpret.weight_stats_plots import statistics_frame, weight_statistics_figure
 from workbench.zoo.loader import untrained
@@ -143,7 +148,8 @@ def test_rows_configs_and_printed_ap():
         training_config("lite_csw_hrnet", (128, 96))
     printed = printed_ap_frame().set_index(["model", "input"])
     assert printed.loc[("Lite CSW-HRNet", "384x288"), "AP printed, Table 3 (test-dev2017)"] == 66.6
-    assert printed["AP measured here (COCO val2017)"].isna().all()
+    assert printed[MEASURED_AP].isna().all() and printed[MEASURED_GT_AP].isna().all()
+    assert printed[COUNTERPART].str.startswith("none: no COCO-trained weights").all()
 
 
 def test_evaluation_takes_manifest_entries_as_they_appear(data_root, tmp_path, monkeypatch):
@@ -166,8 +172,12 @@ def test_evaluation_takes_manifest_entries_as_they_appear(data_root, tmp_path, m
         ["baseline: ground truth through the pipeline (round trip)", "coco-val2017", "-"]]  # none on detector boxes
     assert table["AP"].iloc[-1] == 1.0 and measured["AP measured"].iloc[-1] == 100.0
     assert measured["AP measured"].tolist() == [round(100 * ap, 1) for ap in table["AP"]]
-    printed = printed_ap_frame(measured).set_index(["model", "input"])
-    assert printed.loc[("Lite CSW-HRNet", "256x192"), "AP measured here (COCO val2017)"] == measured["AP measured"][0]
+    printed = printed_ap_frame(measured, entries).set_index(["model", "input"])  # csw_test: not COCO-trained
+    assert np.isnan(printed.loc[("Lite CSW-HRNet", "256x192"), MEASURED_GT_AP])
+    coco_trained = [dataclasses.replace(entries[0], run={"data": {"train": "coco/person_keypoints_train2017.json"}})]
+    printed = printed_ap_frame(measured, coco_trained).set_index(["model", "input"])
+    assert printed.loc[("Lite CSW-HRNet", "256x192"), MEASURED_GT_AP] == measured["AP measured"][0]
+    assert printed.loc[("Lite CSW-HRNet", "256x192"), COUNTERPART].startswith("partly: ground-truth boxes only")
     reading = evaluation_reading(measured, sets)
     assert "No baseline: ground truth through the pipeline (round trip) on coco-sample:" in reading
     assert "No trained checkpoint" not in reading
@@ -217,3 +227,99 @@ def test_weight_statistics_table_and_figure():
     assert len(axes) == 4 and all(len(a.patches) >= len(frame) for a in axes[1:])
     with pytest.raises(ValueError, match="no weight maps"):
         weight_statistics_figure({"small_hrnet_w16": []})
+
+
+def _entry(name: str, model: str, train: str) -> WeightsEntry:
+    return WeightsEntry(name, model, (256, 192), f"{name}.pt", "0" * 64, run={"data": {"train": train}})
+
+
+def test_printed_ap_is_set_beside_coco_trained_checkpoints_only_and_by_box_type():
+    """Notebook 03's filter: a fashion-trained checkpoint's AP (even on val2017) is never set beside the paper's,
+    detector boxes and ground-truth boxes stay apart, and every printed row says whether it has a counterpart."""
+    import pandas as pd
+
+    entries = [_entry("csw_fashion", "lite_csw_hrnet", "fashion-pose/person_keypoints_train.json"),
+               _entry("csw_coco", "lite_csw_hrnet", "coco/annotations/person_keypoints_train2017.json"),
+               _entry("hrnet18_coco", "lite_hrnet_18", "coco/annotations/person_keypoints_train2017.json")]
+    rows = [("csw_fashion", "lite_csw_hrnet", "detections (x.json)", 80.0),
+            ("csw_coco", "lite_csw_hrnet", "detections (x.json)", 60.0),
+            ("csw_coco", "lite_csw_hrnet", "ground truth", 62.0),
+            ("hrnet18_coco", "lite_hrnet_18", "ground truth", 61.0)]
+    measured = pd.DataFrame([{"what": "trained checkpoint", "set": "coco-val2017", "boxes": boxes, "weights": weights,
+                              "model": model, "input": "256x192", "AP measured": ap}
+                             for weights, model, boxes, ap in rows])
+    printed = printed_ap_frame(measured, entries).set_index(["model", "input"])
+    csw, hrnet18 = printed.loc[("Lite CSW-HRNet", "256x192")], printed.loc[("Lite-HRNet-18", "256x192")]
+    assert (csw[MEASURED_AP], csw[MEASURED_GT_AP], csw[COUNTERPART]) == (60.0, 62.0, "yes: detector boxes, as Table 2")
+    assert np.isnan(hrnet18[MEASURED_AP]) and hrnet18[MEASURED_GT_AP] == 61.0
+    assert hrnet18[COUNTERPART].startswith("partly: ground-truth boxes only")
+    assert printed.loc[("Lite CSW-HRNet", "384x288"), COUNTERPART].startswith("none: no COCO-trained weights")
+    without_coco = printed_ap_frame(measured[measured["set"] == "nothing"], entries).set_index(["model", "input"])
+    assert without_coco.loc[("Lite CSW-HRNet", "256x192"), COUNTERPART] == \
+        "none: COCO val2017 not evaluated (set coco_root)"
+
+
+def test_notebook_parameters_come_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """`python -m workbench notebooks NAME -p name value`: values read as papermill reads them, passed to
+    execute_notebooks (the execution itself is the quick fixture's), unknown names refused before anything runs."""
+    assert parse_parameters([["epochs", "None"], ["input_size", "[384, 288]"], ["device", "cuda"], ["threads", "4"],
+                             ["coco_root", "/data/coco"]]) == {"epochs": None, "input_size": [384, 288],
+                                                              "device": "cuda", "threads": 4,
+                                                              "coco_root": "/data/coco"}
+    assert {"coco_root", "epochs", "device", "overrides"} <= notebook_parameters("02_training")
+    import workbench.notebooks.execute as execute
+
+    calls = []
+    monkeypatch.setattr(execute, "execute_notebook",
+                        lambda name, target, parameters: calls.append((name, target, parameters)) or
+                        execute.NotebookRun(name, target, 0.0))
+    with pytest.raises(SystemExit) as stopped:
+        main(["notebooks", "02", "03", "--output", str(tmp_path), "-p", "epochs", "3", "-p", "device", "cpu",
+              "-p", "coco_root", "/data/coco"])
+    assert stopped.value.code == 0
+    assert [(name, parameters) for name, _, parameters in calls] == [
+        ("02_training", {"epochs": 3, "device": "cpu", "coco_root": "/data/coco"}),
+        ("03_evaluation", {"device": "cpu", "coco_root": "/data/coco"})]  # 03 has no epochs
+    calls.clear()
+    with pytest.raises(SystemExit):
+        main(["notebooks", "02", "--quick", "--output", str(tmp_path), "-p", "epochs", "1"])
+    assert calls[0][2]["epochs"] == 1 and calls[0][2]["overrides"]  # over the quick parameters
+    with pytest.raises(SystemExit) as stopped:
+        main(["notebooks", "03", "-p", "epochs", "3"])
+    assert stopped.value.code == 2 and "no chosen notebook has the parameter(s) epochs" in capsys.readouterr().err
+    assert not calls[1:]
+
+
+ABSOLUTE = re.compile(r"(/work/|/home/|/tmp/|/root/|/Users/|[A-Za-z]:\\\\Users)")
+"""Absolute paths of a machine that executed a notebook."""
+
+
+def test_no_committed_notebook_holds_an_absolute_path():
+    """Outputs and metadata (papermill's input and output paths, printed run folders) of every committed
+    notebook are free of the executing machine's absolute paths."""
+    found = {path.name: sorted(set(ABSOLUTE.findall(path.read_text(encoding="utf-8"))))
+             for path in sorted(NOTEBOOK_DIR.glob("*.ipynb"))}
+    assert len(found) == len(NOTEBOOKS)
+    assert not {name: hits for name, hits in found.items() if hits}
+
+
+def test_executed_copies_record_paths_relative_to_the_repository(tmp_path):
+    printed = [f"run folder: {REPO_ROOT}/runs/x\n", "epoch 1\n"]
+    notebook = {"metadata": {"papermill": {"input_path": str(NOTEBOOK_DIR / "02_training.ipynb"),
+                                           "output_path": "/tmp/workbench-02-x/02_training.ipynb"}},
+                "cells": [{"cell_type": "code", "outputs": [{"output_type": "stream", "text": printed},
+                                                             {"data": {"text/markdown": f"`{REPO_ROOT}/runs/x`"}}]}]}
+    relative = relative_metadata(notebook, NOTEBOOK_DIR / "02_training.ipynb")
+    record = relative["metadata"]["papermill"]
+    assert record == {"input_path": "notebooks/02_training.ipynb", "output_path": "notebooks/02_training.ipynb"}
+    outputs = relative["cells"][0]["outputs"]
+    assert outputs[0]["text"] == ["run folder: runs/x\n", "epoch 1\n"] and outputs[1]["data"]["text/markdown"] == \
+        "`runs/x`"
+    elsewhere = relative_metadata(notebook, tmp_path / "02_training.ipynb")["metadata"]["papermill"]
+    assert elsewhere["output_path"] == "02_training.ipynb"
+    run = REPO_ROOT / "runs" / "notebooks" / "x"
+    result = TrainingResult(0, run, 2, 4, 0.5, 2, None, run / "last.pt")
+    summary = training_summary(result)
+    assert str(REPO_ROOT) not in summary and "`runs/notebooks/x/last.pt`" in summary
+    assert publish_command(run) == "python -m workbench weights publish runs/notebooks/x" and publish_command(run) in \
+        summary

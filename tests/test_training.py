@@ -26,7 +26,7 @@ from workbench.common.paths import REPO_ROOT
 from workbench.training import build_config, config_names, load_config, read_log, train
 from workbench.data.transforms import Augmentation
 from workbench.training.checkpointing import load_checkpoint
-from workbench.training.config import CONFIG_DIR, SETTINGS, changed_settings, flatten
+from workbench.training.config import CONFIG_DIR, OPTIONAL, SETTINGS, changed_settings, flatten
 from workbench.training.data import ResumableSampler
 from workbench.training.loss import JointsMSELoss
 from workbench.training.schedule import lr_factor
@@ -134,7 +134,7 @@ FASHION_SCHEDULE = {
 
 def _resolved_before_bases(name: str) -> dict:
     model, size, data = re.fullmatch(r"(.+)_(\d+x\d+)_(coco|fashion)", name).groups()
-    flat = {setting: default for setting, (_, default) in SETTINGS.items()}
+    flat = {setting: default for setting, (_, default) in SETTINGS.items() if setting not in OPTIONAL}
     flat.update({"name": name, "model.name": model, **SIZES[size]})
     flat.update(FASHION_SCHEDULE if data == "fashion" else RECIPES[RECIPE_OF[model]])
     return flat
@@ -372,3 +372,72 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data
     state = load_checkpoint(tmp_path / "last.pt")
     assert (state["epoch"], state["step"]) == (1, 4)
     assert all(torch.isfinite(value).all() for value in state["model"].values() if value.is_floating_point())
+
+
+def test_with_a_loss_scaler_a_non_finite_loss_is_a_skipped_step_until_too_many_in_a_row(data_root, tmp_path,
+                                                                                         monkeypatch):
+    """float16 needs CUDA; a CPU GradScaler stands in for it (same skipping logic: non-finite gradients, no step).
+    Steps 3 and 4 of 8 give a NaN loss: both are skipped, warned and counted, and the run goes on; with
+    train.max_skipped_steps=1 the second in a row stops it, keeping the last good checkpoint. cudnn.benchmark is
+    the setting's value during training and restored after."""
+    from workbench.training import loop
+
+    seen = []
+    forward_backward = loop.forward_backward
+
+    def poisoned(model, images, targets, weights, criterion, dtype=None, scaler=None):
+        seen.append(torch.backends.cudnn.benchmark)
+        if len(seen) in (3, 4):
+            images = images * float("nan")
+        return forward_backward(model, images, targets, weights, criterion, dtype, scaler)
+
+    monkeypatch.setattr(loop, "build_scaler", lambda dtype, device: torch.amp.GradScaler("cpu"))
+    monkeypatch.setattr(loop, "forward_backward", poisoned)
+    before = torch.backends.cudnn.benchmark
+    config = load_config(FASHION, _tiny(data_root, "data.subset=32", "train.epochs=2", "validation.every=0"))
+    with one_thread():
+        result = train(config, tmp_path / "run")
+    assert (result.epochs_done, result.step) == (2, 8) and set(seen) == {True}
+    assert torch.backends.cudnn.benchmark == before
+    records = read_log(tmp_path / "run" / "log.jsonl")
+    assert [r["skipped_steps"] for r in records] == [2, 0] and all(r["loss"] > 0 for r in records)
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.isfinite(value).all() for value in state["model"].values() if value.is_floating_point())
+
+    seen.clear()
+    strict = build_config(config, ["train.max_skipped_steps=1", "train.cudnn_benchmark=false"])
+    with one_thread(), pytest.raises(WorkbenchError, match=r"not finite for 2 steps in a row .*max_skipped_steps"):
+        train(strict, tmp_path / "strict")
+    assert set(seen) == {False}
+
+
+def test_the_global_batch_is_printed_and_a_coco_run_off_the_published_batch_warned():
+    from workbench.training.loop import batch_lines, published_batch
+
+    coco = load_config("lite_csw_hrnet_256x192_coco")
+    assert published_batch(coco) == (512, 2e-3) and published_batch(load_config(FASHION)) is None
+    assert published_batch(load_config("lite_csw_hrnet_384x288_coco")) == (256, 2e-3)
+    assert batch_lines(coco, 8) == ["global batch: 8 process(es) x train.batch_size 64 = 512, lr 0.002"]
+    one_gpu = batch_lines(coco, 1)
+    assert one_gpu[0].startswith("global batch: 1 process(es) x train.batch_size 64 = 64")
+    assert "published lite_csw_hrnet_256x192_coco run used a global batch of 512 (8 GPUs x 64) with lr 0.002" in \
+        one_gpu[1] and "train.lr=0.00025" in one_gpu[1]
+    assert len(batch_lines(load_config(FASHION), 1)) == 1  # no published batch for the sample recipe
+
+
+def test_validation_can_use_a_detection_file_and_only_rank0_checks_images_and_validates(data_root, tmp_path):
+    from workbench.training.data import build_datasets
+
+    config = load_config(FASHION, [f"data.root={data_root}", "data.val_annotations=coco-sample/test_coco.json",
+                                   "data.val_images=coco-sample",
+                                   "validation.detections=coco-sample/test_coco_det_AP_H_56.json"])
+    train_set, val_set = build_datasets(config)
+    assert val_set.from_detections and val_set.summary().split(" from ")[1].startswith("detections")
+    assert train_set.coco == {} and len(train_set) == 800  # the parsed JSON is not kept once instances are built
+    assert not build_datasets(build_config(config, ["validation.detections=null"]))[1].from_detections
+    (tmp_path / "empty").mkdir()
+    elsewhere = build_config(config, [f"data.train_images={tmp_path / 'empty'}"])
+    with pytest.raises(WorkbenchError, match="images named in .* are missing"):
+        build_datasets(elsewhere)
+    other_rank = build_datasets(elsewhere, main=False)  # rank 0 checks the files; the others trust it
+    assert len(other_rank[0]) == 800 and other_rank[1] is None

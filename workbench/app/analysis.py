@@ -90,9 +90,12 @@ def run_inspect(loaded: LoadedModel, image: LoadedImage, boxes: np.ndarray, box_
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.ones(len(boxes)) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
     with loaded.lock:
+        device = _device_of(loaded.network)
+        _synchronize(device)
         start = time.perf_counter()
         people = estimate_people(loaded.network, image.pixels, boxes, scores, flip=flip, weight_maps=True,
                                  nms=box_scores is not None)
+        _synchronize(device)  # CUDA runs asynchronously: wait for its work before reading the clock
         end = time.perf_counter()
     if not people:
         raise WorkbenchError(f"no usable person box in {image.name}: every box is empty or outside the image. "
@@ -100,6 +103,17 @@ def run_inspect(loaded: LoadedModel, image: LoadedImage, boxes: np.ndarray, box_
     key = (loaded.name, loaded.weights, loaded.checkpoint)
     return InspectResult(image, tuple(people), 0, source, key, loaded.label, loaded.trained, (end - start) * 1e3,
                          flip)
+
+
+def _device_of(network: torch.nn.Module) -> torch.device:
+    """The device of a network's first parameter (the CPU for a network without parameters)."""
+    return next((parameter.device for parameter in network.parameters()), torch.device("cpu"))
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA device (nothing on other devices)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def choose_person(result: InspectResult, index: int | None) -> InspectResult:

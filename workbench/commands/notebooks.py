@@ -3,7 +3,8 @@
 Without options, every notebook of notebooks/ is executed in place with its own parameters (on the sample data:
 the executed copies the repository keeps); --quick executes them with small parameters into --output (default:
 reports/notebooks/). Names choose some notebooks: 01_complexity, 02_training, 03_evaluation, 04_inside_csw, or their
-numbers. A notebook replaces its file only when every cell ran; a failure leaves it unchanged.
+numbers. A notebook replaces its file only when every cell ran; a failure leaves it unchanged. `-p NAME VALUE`
+sets a parameter, as papermill does (e.g. `-p coco_root /data/coco -p epochs None`), so nobody edits cell 0.
 """
 from __future__ import annotations
 
@@ -23,14 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="folder for the executed notebooks (default: notebooks/ itself, or reports/notebooks/ "
                              "with --quick)")
+    parser.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"),
+                        help="set a notebook parameter (VALUE read as YAML: 10, None, cpu, '[256, 192]'); "
+                             "repeatable")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from workbench.notebooks.execute import execute_notebooks
+    from workbench.notebooks.execute import execute_notebooks, parse_parameters
 
     runs = execute_notebooks(args.names, args.quick, args.output,
                              on_done=lambda done: print(f"{done.name}: {done.seconds:.0f} s -> {done.path}",
-                                                        flush=True))
+                                                        flush=True),
+                             parameters=parse_parameters(args.parameters))
     print(f"executed {len(runs)} notebook(s) in {sum(r.seconds for r in runs):.0f} s")
     return 0

@@ -2,7 +2,9 @@
 
 Writes into --output (default: runs/<config name>/): last.pt every epoch (and on Ctrl-C or SIGTERM), best.pt at the
 best validation AP, log.jsonl (one line per epoch), training_curves.png, config.yaml, and tensorboard/ if enabled.
-For many GPUs or nodes, launch with torchrun, e.g. `torchrun --nproc_per_node 8 -m workbench train --config ...`.
+For many GPUs or nodes, launch with torchrun, e.g. `torchrun --nproc_per_node 8 -m workbench train --config ...`
+(train.batch_size is per process; the start prints the global batch). A stop signal (Ctrl-C, SIGTERM to the process,
+to its process group, or to torchrun or a SLURM job) ends the current step and saves last.pt.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.common.paths import REPO_ROOT
     from workbench.training import build_config, config_names, load_config, plot_training, train
     from workbench.training.checkpointing import load_checkpoint
-    from workbench.training.loop import CURVES, LAST
+    from workbench.training.loop import CURVES, LAST, shown
 
     if args.list:
         print("\n".join(config_names()))
@@ -65,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     best = "not validated" if result.best_metric is None else \
         f"best validation AP {100 * result.best_metric:.1f} at epoch {result.best_epoch}"
-    print(f"done: {result.epochs_done} epochs, {result.step} steps, {best}; run in {result.output}")
+    print(f"done: {result.epochs_done} epochs, {result.step} steps, {best}; run in {shown(result.output)}")
     return 0

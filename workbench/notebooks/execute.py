@@ -16,6 +16,7 @@ this environment does (jupyter_client runs a spec's bare "python" as the interpr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -99,8 +100,6 @@ def check_kernel(kernel: str = KERNEL) -> Path:
 def notebook_parameters(name: str) -> set[str]:
     """The names notebook `name`'s parameters cell assigns."""
     import ast
-    import json
-
     notebook = json.loads((NOTEBOOK_DIR / f"{name}.ipynb").read_text(encoding="utf-8"))
     for cell in notebook["cells"]:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
@@ -142,13 +141,27 @@ def parse_parameters(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
 
 
 def relative_metadata(notebook: dict[str, Any], target: Path) -> dict[str, Any]:
-    """`notebook` (nbformat JSON) with papermill's input and output paths relative to the repository (the
-    executed copy keeps no absolute path of the machine that ran it)."""
+    """`notebook` (nbformat JSON) with papermill's input and output paths relative to the repository, and any
+    path inside the repository that an output still prints absolute (the workbench prints them relative:
+    `workbench.training.loop.shown`) made relative the same way: the executed copy keeps no absolute path of the
+    machine that ran it."""
     record = notebook.get("metadata", {}).get("papermill")
     if record is not None:
         record["input_path"] = _relative(NOTEBOOK_DIR / Path(str(record.get("input_path") or "")).name)
         record["output_path"] = _relative(target)
+    prefix = f"{REPO_ROOT.as_posix()}/"
+    for cell in notebook.get("cells", []):
+        for output in cell.get("outputs", []):
+            for holder, key in [(output, "text"), *((output.get("data", {}), kind) for kind in
+                                                    ("text/plain", "text/markdown", "text/html"))]:
+                if key in holder:
+                    holder[key] = _without_prefix(holder[key], prefix)
     return notebook
+
+
+def _without_prefix(text: str | list[str], prefix: str) -> str | list[str]:
+    """`text` (a string or nbformat's list of lines) with `prefix` removed wherever it occurs."""
+    return text.replace(prefix, "") if isinstance(text, str) else [line.replace(prefix, "") for line in text]
 
 
 def _relative(path: Path) -> str:
@@ -163,8 +176,6 @@ def _relative(path: Path) -> str:
 def execute_notebook(name: str, target: Path, parameters: dict[str, Any]) -> NotebookRun:
     """Execute notebook `name` with `parameters` into `target` (replaced only on success), its metadata free of
     absolute paths (`relative_metadata`)."""
-    import json
-
     import papermill
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError

@@ -25,7 +25,7 @@ from workbench.evaluation.sets import EvalSet
 from workbench.common.paths import REPO_ROOT
 from workbench.speed.published import G, published_row, published_rows
 from workbench.training import TrainingResult, build_config, config_names, load_config, read_log, train
-from workbench.training.loop import CURVES, LAST, LOG
+from workbench.training.loop import BEST, CURVES, LAST, LOG, shown
 from workbench.zoo.manifest import WeightsEntry
 
 Size = tuple[int, int]
@@ -164,11 +164,32 @@ def measured_frame(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([what, table.drop(columns=["images", "parameters", *METRICS], errors="ignore"), measured], axis=1)
 
 
-def printed_ap_frame(measured: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The AP columns of Tables 2 and 3 as printed, one line per printed row, with the best AP measured here on
-    COCO val2017 for the same model and input size (from `measured_frame`'s table) where there is one."""
+TABLE2_BOXES = "COCO_val2017_detections_AP_H_56_person.json"
+"""The person boxes of the paper's Table 2 (val2017): a detector with 56.4 person AP, as Lite-HRNet's and HRNet's."""
+MEASURED_AP = "AP measured here (COCO val2017, detector boxes, COCO-trained)"
+MEASURED_GT_AP = "AP measured here (COCO val2017, ground-truth boxes, COCO-trained; not Table 2's protocol)"
+COUNTERPART = "measured counterpart"
+
+
+def trained_on_coco(entry: WeightsEntry) -> bool:
+    """Whether a weights entry was trained on COCO train2017 (its manifest record's training annotations)."""
+    data = entry.run.get("data") or {}
+    return "train2017" in str(data.get("train", "") if isinstance(data, dict) else data)
+
+
+def printed_ap_frame(measured: pd.DataFrame | None = None,
+                     entries: Sequence[WeightsEntry] | None = None) -> pd.DataFrame:
+    """The AP columns of Tables 2 and 3 as printed, one line per printed row, beside what was measured here for
+    the same model and input size, like for like: only checkpoints the manifest (`entries`) records as trained on
+    COCO train2017, only on COCO val2017, and by box type: detector boxes (Table 2's protocol, MEASURED_AP) apart
+    from ground-truth boxes (MEASURED_GT_AP, higher by construction). COUNTERPART says in words why a printed number
+    has no measured one. Without `entries` no checkpoint counts as COCO-trained. Table 3 (test-dev2017, whose
+    annotations are not public) never has one."""
+    coco_trained = {entry.name for entry in entries or () if trained_on_coco(entry)}
+    evaluated = not (measured is None or measured.empty) and bool((measured["set"] == "coco-val2017").any())
     coco = pd.DataFrame() if measured is None or measured.empty else \
-        measured[(measured["set"] == "coco-val2017") & (measured["what"] == "trained checkpoint")]
+        measured[(measured["set"] == "coco-val2017") & (measured["what"] == "trained checkpoint")
+                 & measured["weights"].isin(coco_trained)]
     lines = []
     for row in published_rows():
         table2, table3 = row.paper_row("seed_table2"), row.paper_row("seed_table3")
@@ -180,9 +201,28 @@ def printed_ap_frame(measured: pd.DataFrame | None = None) -> pd.DataFrame:
         for name in METRICS:
             line[f"{name} printed, Table 2 (val2017)"] = getattr(table2, name.lower()) if table2 else np.nan
         line["AP printed, Table 3 (test-dev2017)"] = table3.ap if table3 else np.nan
-        line["AP measured here (COCO val2017)"] = mine["AP measured"].max() if len(mine) else np.nan
+        detected = mine[mine["boxes"].str.startswith("detections")] if len(mine) else mine
+        truth = mine[~mine["boxes"].str.startswith("detections")] if len(mine) else mine
+        line[MEASURED_AP] = detected["AP measured"].max() if len(detected) else np.nan
+        line[MEASURED_GT_AP] = truth["AP measured"].max() if len(truth) else np.nan
+        line[COUNTERPART] = _counterpart(row.model, size, evaluated, coco_trained, entries or (), detected, truth)
         lines.append(line)
     return pd.DataFrame(lines)
+
+
+def _counterpart(model: str, size: str, evaluated: bool, coco_trained: set[str], entries: Sequence[WeightsEntry],
+                 detected: pd.DataFrame, truth: pd.DataFrame) -> str:
+    """In words: whether the printed row has a measured counterpart, and if not, why."""
+    if len(detected):
+        return "yes: detector boxes, as Table 2"
+    if not any(e.model == model and f"{e.input_size[0]}x{e.input_size[1]}" == size and e.name in coco_trained
+               for e in entries):
+        return "none: no COCO-trained weights of this model and size in the manifest"
+    if not evaluated:
+        return "none: COCO val2017 not evaluated (set coco_root)"
+    if len(truth):
+        return f"partly: ground-truth boxes only (pass coco_detections = {TABLE2_BOXES} for Table 2's)"
+    return "none: not evaluated on COCO val2017"
 
 
 def manifest_frame(entries: Sequence[WeightsEntry]) -> pd.DataFrame:
@@ -212,9 +252,15 @@ def evaluation_reading(measured: pd.DataFrame, sets: Sequence[EvalSet]) -> str:
     lines = [f"- **Measured here** (columns ending in \"measured\"): every row of the first table, on {names}.",
              "- **Printed** (columns with \"printed\"): the paper's Tables 2 (COCO val2017) and 3 (COCO "
              "test-dev2017), copied from workbench/speed/published_figures.yaml, not recomputed."]
+    lines.append(f"- **Boxes**: the paper's Table 2 uses detector boxes ({TABLE2_BOXES}); Table 3 (test-dev2017) "
+                 "has no measured counterpart here (its annotations are not public). Beside them, only checkpoints "
+                 "the manifest records as trained on COCO train2017 count, on COCO val2017, detector boxes and "
+                 "ground-truth boxes in separate columns; the column \"measured counterpart\" says for each printed "
+                 "row whether there is one and, if not, why.")
     if not any(s.name == "coco-val2017" for s in sets):
-        lines.append("- No COCO val2017 here, so the column \"AP measured here (COCO val2017)\" is empty: APs on the "
-                     "sample sets (a few COCO images, studio photos) are not comparable to the printed ones.")
+        lines.append("- No COCO val2017 here, so the columns \"AP measured here (COCO val2017, ...)\" are empty: APs "
+                     "on the sample sets (a few COCO images, studio photos) are not comparable to the printed ones, and "
+                     "no printed number has a measured counterpart.")
     detected = [s.name for s in sets if s.detections is not None]
     if detected:
         lines.append(f"- No {BASELINES[ROUND_TRIP]} on {', '.join(detected)}: a detector's box has no ground-truth "
@@ -327,10 +373,21 @@ def live_training_view() -> Callable[[Path], None]:
 
 
 def training_summary(result: TrainingResult) -> str:
-    """Markdown: how the run ended, its best validation AP and where its checkpoints are."""
+    """Markdown: how the run ended, its best validation AP and where its checkpoints are (relative to the
+    repository), and the command that turns the finished run into a weights entry notebooks 03 and 04 read."""
     best = ("not validated" if result.best_metric is None
             else f"best validation AP {100 * result.best_metric:.1f} at epoch {result.best_epoch}")
     ending = f"stopped by {result.stopped_by}; continue it by running again with run_dir set to its folder" \
         if result.stopped_by else "done"
-    return (f"**{ending}**: {result.epochs_done} epochs, {result.step} optimiser steps, {best}. Checkpoints "
-            f"`{result.checkpoint}` (last) and `{result.output / 'best.pt'}` (best).")
+    text = (f"**{ending}**: {result.epochs_done} epochs, {result.step} optimiser steps, {best}. Checkpoints "
+            f"`{shown(result.checkpoint)}` (last) and `{shown(result.output / BEST)}` (best).")
+    if not result.stopped_by:
+        text += (f"\n\nNotebooks 03 and 04 read only the weights manifest. To add this run to it: "
+                 f"`{publish_command(result.output)}` (its final weights, log and curves into weights/, its record "
+                 "into weights/manifest.json); then run 03 (and 04) again.")
+    return text
+
+
+def publish_command(run_dir: str | Path) -> str:
+    """The command that makes a finished run a weights entry (`workbench.training.publishing`)."""
+    return f"python -m workbench weights publish {shown(run_dir)}"

@@ -4,7 +4,8 @@ A checkpoint is a dict of tensors and plain values: "format", "model" (state dic
 "scaler" (None without loss scaling), "epoch" (0-based epoch in progress, or the next one), "batch" (batches of
 that epoch already done), "step" (optimiser steps in all), "epoch_loss", "epoch_images" and "epoch_seconds"
 (running sums of the epoch in progress), "best_metric" and "best_epoch" (None before the first validation),
-"batch_size" and "world_size" (per-process batch, processes), "rng" and "config".
+"batch_size" and "world_size" (per-process batch, processes), "rng" and "config"; since skipped steps are counted,
+"epoch_skipped" and "skipped_in_row" (read as 0 when missing).
 """
 from __future__ import annotations
 
@@ -39,13 +40,28 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(rng: dict[str, Any]) -> None:
     """Put back the random states saved by `capture_rng`."""
     torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    restore_cuda_rng(rng["cuda"])
     numpy = rng["numpy"]
     np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"],
                          numpy["cached_gaussian"]))
     python = rng["python"]
     random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss_next"]))
+
+
+def restore_cuda_rng(states: list[torch.Tensor]) -> int:
+    """Put back the saved CUDA generator states that fit the GPUs visible now; returns how many were restored.
+
+    A run saved with more visible GPUs than this one sees (resumed on a smaller machine, or under another
+    CUDA_VISIBLE_DEVICES) restores the first ones (`torch.cuda.set_rng_state_all` would raise IndexError); one saved
+    with fewer leaves the other GPUs' generators as seeded. Training draws its random numbers on the CPU (data
+    order, augmentation), so only CUDA-side randomness (e.g. dropout on the GPU) may then differ from the saved run.
+    """
+    if not states or not torch.cuda.is_available():
+        return 0
+    count = min(len(states), torch.cuda.device_count())
+    for index in range(count):
+        torch.cuda.set_rng_state(states[index], index)
+    return count
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from model import model_names
 from workbench.codec import ENCODINGS
 from workbench.common.errors import WorkbenchError
 from workbench.common.paths import data_root
@@ -64,17 +65,43 @@ SETTINGS: dict[str, tuple[tuple[type, ...], Any]] = {
     "train.channels_last": ((bool,), False),
     "train.sync_bn": ((bool,), False),
     "train.threads": ((int, type(None)), None),
+    "train.cudnn_benchmark": ((bool,), True),
+    "train.max_skipped_steps": ((int,), 20),
     "validation.every": ((int,), 10),
     "validation.subset": ((int, type(None)), None),
     "validation.flip": ((bool,), True),
     "validation.batch_size": ((int,), 32),
+    "validation.detections": ((str, type(None)), None),
     "output.tensorboard": ((bool,), False),
     "output.progress": ((bool,), True),
     "output.log_every": ((int,), 50),
 }
 
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
-"""train.precision: autocast dtype. auto = float16 with loss scaling on CUDA, float32 on the CPU."""
+"""train.precision: autocast dtype. auto = float16 with loss scaling on CUDA, float32 on the CPU (why:
+`workbench.training.loop.autocast_dtype`).
+
+Three settings the shipped files leave at their defaults: train.cudnn_benchmark (true: cuDNN picks the fastest
+kernels for the fixed training input size; false for bit-reproducible runs), train.max_skipped_steps (a run with a
+loss scaler skips an optimiser step whose loss is not finite, and stops after this many in a row) and
+validation.detections (a COCO results file of person boxes for the validation images, relative to data.root like
+the data paths; null: the ground-truth boxes, as the official config validates. Table 2's AP uses
+COCO_val2017_detections_AP_H_56_person.json; `best.pt` is chosen by the AP of the boxes used here)."""
+OPTIONAL = ("train.cudnn_benchmark", "train.max_skipped_steps", "validation.detections")
+"""Settings added after runs were recorded: a config holds one only when it differs from its default (so the configs
+of earlier checkpoints and manifest records stay what they were); read them with `setting`."""
+
+
+def setting(config: Config, name: str) -> Any:
+    """The value of setting `name` (dotted) in `config`, or its default when the config does not hold it."""
+    node: Any = config
+    for key in name.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return copy.deepcopy(SETTINGS[name][1])
+        node = node[key]
+    return node
+
+
 # Settings that define the network: a checkpoint only resumes a config that agrees on them.
 MODEL_KEYS = ("model.name", "model.input_size", "model.options")
 
@@ -173,6 +200,9 @@ def _build(layers: list[tuple[dict[str, Any], str]], overrides: list[str]) -> Co
             _set(flat, name, value, where)
     for text in overrides:
         _set(flat, *parse_override(text), "--set")
+    for name in OPTIONAL:
+        if flat.get(name) == SETTINGS[name][1]:
+            del flat[name]
     config = unflatten(flat)
     check(config)
     return config
@@ -225,7 +255,6 @@ def load_config(source: str | Path, overrides: list[str] = ()) -> Config:
 
 def check(config: Config) -> None:
     """Refuse settings that cannot work, naming the setting and the fix."""
-    from model import model_names
 
     model, data, train = config["model"], config["data"], config["train"]
     if model["name"] not in model_names():
@@ -255,10 +284,11 @@ def check(config: Config) -> None:
             raise WorkbenchError(f"{name} is {config[section][key]}; give a positive number of instances or null.")
 
 
-def data_path(config: Config, key: str) -> Path:
-    """`data.<key>` as a path: relative paths are under `data.root` (default: the shared data folder)."""
+def data_path(config: Config, key: str, section: str = "data") -> Path:
+    """`<section>.<key>` (default `data.<key>`) as a path: relative paths are under `data.root` (default: the shared
+    data folder)."""
     root = Path(config["data"]["root"]).expanduser() if config["data"]["root"] else data_root()
-    return root / Path(config["data"][key]).expanduser()
+    return root / Path(config[section][key]).expanduser()
 
 
 def model_differences(saved: Config, wanted: Config) -> list[str]:

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from workbench.common.devices import resolve_device
+from workbench.common.errors import WorkbenchError
 
 TIMEOUT = timedelta(hours=2)
 """How long a process waits for the others, e.g. while rank 0 validates (a full COCO val run takes minutes)."""
@@ -54,9 +55,14 @@ def cpu_model() -> str:
 
 def setup(device: str = "auto") -> Processes:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1; NCCL on CUDA, gloo on the CPU) and pick
-    this process's device: `device` "auto" is cuda:<local rank> when CUDA is present, else the CPU."""
+    this process's device: `device` "auto" is cuda:<local rank> when CUDA is present, else the CPU. An explicit
+    device with an index (cuda:N) is refused when there are several processes: every rank would take GPU N."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if world_size > 1 and device not in ("auto", "cpu", "cuda"):
+        raise WorkbenchError(f"train.device={device} under {world_size} processes would put every rank on the same "
+                             "device. Set train.device=cuda (or auto): each rank takes cuda:<LOCAL_RANK>; choose "
+                             "the GPUs with CUDA_VISIBLE_DEVICES.")
     chosen = resolve_device(device, "train.device")
     if chosen.type == "cuda":
         chosen = torch.device("cuda", local_rank if chosen.index is None else chosen.index)

@@ -68,7 +68,9 @@ def run_record(config: dict[str, Any], log: list[dict[str, Any]], checkpoint: st
         "command": training_command(config),
         "data": {"train": data["train_annotations"], "val": data["val_annotations"], "images": data["train_images"],
                  "boxes": "ground truth, grown to enclose the labelled keypoints" if data["enclose_keypoints"]
-                 else "ground truth"},
+                 else "ground truth",
+                 **({"validation_boxes": f"detections ({Path(config['validation']['detections']).name})"}
+                    if config["validation"].get("detections") else {})},
         "epochs": len(log),
         "steps": log[-1]["step"],
         "checkpoint": checkpoint,
