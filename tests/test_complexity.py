@@ -147,7 +147,14 @@ def test_complexity_command_writes_report_csv_and_plots(tmp_path, capsys):
     assert record["model"] == "small_hrnet_w16" and int(record["parameters"]) == 1_284_961
     assert float(record["fast max abs diff"]) < 1e-4 and float(record["onnxruntime max abs diff"]) < 1e-4
     assert float(record["latency ms (median, batch 1)"]) > 0 and record["measured AP"].startswith("25.0")
+    for engine in ("eager", "compiled", "onnxruntime", "openvino", "ncnn"):  # every engine: timed, or noted
+        timed = record.get(f"{engine} ms (2 threads, median)")
+        assert (timed and float(timed) > 0) or record.get(f"{engine} note"), engine
+        if timed and engine != "eager":
+            assert float(record[f"{engine} max abs diff"] if engine != "onnxruntime"
+                         else record["onnxruntime max abs diff"]) < 1e-4
     text = (out / "complexity.md").read_text()
+    assert "## Latency per engine (CPU, batch 1, 2 threads)" in text and "logical CPUs" in text
     assert "| small_hrnet_w16 | 64x64 | 1,284,961 |" in text and "Latency, memory and throughput" in text
     fvcore = importlib.metadata.version("fvcore")
     assert f"fvcore {fvcore}." in text and f"fvcore {fvcore}'s FlopCountAnalysis" in text and "reference/" not in text
@@ -177,3 +184,13 @@ def test_complexity_command_explains_bad_options(tmp_path, capsys):
     assert run_cli("complexity", "--sizes", "100x100", "--counts-only", "--output", str(tmp_path)) == 2
     assert "multiples of 32" in capsys.readouterr().err
     assert not (tmp_path / "complexity.csv").exists()
+
+
+def test_large_gaps_to_printed_figures_come_with_their_explanations():
+    from workbench.speed.published import G, gap_explanations
+
+    found = gap_explanations({("lite_hrnet_18", (256, 192)): convention_b_flops(build_model("lite_hrnet_18"), (256, 192)),
+                              ("small_hrnet_w16", (256, 192)): 0.539 * G, ("hrnet_w32", (256, 192)): 7.12 * G})
+    assert len(found) == 2
+    assert "Lite-HRNet-18 at 256x192: -28.4%" in found[0] and "205.2M (M = 2^20" in found[0]
+    assert "Small HRNet (W16) at 256x192: +58.5%" in found[1] and "the seed paper prints 0.34" in found[1]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 
+import cv2
 import numpy as np
 import pytest
 
@@ -160,3 +161,21 @@ def test_evaluate_with_a_detector_runs_end_to_end(detector_path, data_root, tmp_
     assert len(detections) >= 12 and {d["category_id"] for d in detections} == {1}
     assert metrics["results"] > 0 and 0.0 <= metrics["AP"] <= 1.0
     assert metrics["settings"]["detector"].endswith("yolox_nano_coco.onnx")
+
+
+def test_an_image_without_people_is_noted_and_written(detector_path, tmp_path, capsys):
+    flat = tmp_path / "wall.png"
+    cv2.imwrite(str(flat), np.full((240, 320, 3), 90, np.uint8))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(flat), "--output", str(tmp_path / "out"), "--detector", str(detector_path),
+              "--no-flip"])
+    assert exit_info.value.code == 0
+    assert "no person found in wall.png" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "keypoints.json").read_text()) == []
+    assert (tmp_path / "out" / "wall.jpg").is_file()
+
+
+def test_the_python_api_is_one_import():
+    import workbench
+
+    assert workbench.predict is predict

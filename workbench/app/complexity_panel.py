@@ -25,6 +25,9 @@ from workbench.reports.complexity import FLOPS_AP_PLOT, LATENCY_PLOT, csv_record
 from workbench.common.errors import WorkbenchError
 from workbench.common.paths import reports_dir
 
+QUICK_SECONDS_PER_MODEL = "about 30-60 s"
+"""What "Compute now" costs per model at 256x192 in the quick mode, measured on this 2-core CPU (counting with fvcore
+takes most of it, the TorchScript build and three rounds the rest; longer while other work shares the cores)."""
 QUICK_MODELS = ("lite_csw_hrnet", "lite_hrnet_18", "mobilenetv2", "shufflenetv2")
 REPORT_CSV = "complexity.csv"
 
@@ -45,6 +48,25 @@ def read_report(directory: str | Path | None = None) -> tuple[pd.DataFrame, str 
     flops_ap, latency = ((str(folder / name) if (folder / name).is_file() else None)
                          for name in (FLOPS_AP_PLOT, LATENCY_PLOT))
     return table, flops_ap, latency
+
+
+LATENCY_PREFIXES = ("latency ms", "fast latency ms", "onnxruntime latency ms", "eager ms", "onnxruntime ms")
+
+
+def latency_note(table: pd.DataFrame) -> str:
+    """A line for the panel: whether `table` (the report's CSV) holds measured latency, and how to get it if not."""
+    timed = [c for c in table.columns if c.startswith(LATENCY_PREFIXES) and table[c].notna().any()]
+    if timed:
+        return ("Latency measured: see the report's header (reports/complexity.md) for the machine, versions and "
+                "threads.")
+    return ("**This report holds no latency**: it was written with `--counts-only`, so the latency plot is empty. "
+            "Run `python -m workbench complexity` (or `--quick`) to measure it, or press Compute now.")
+
+
+def read_report_with_note(directory: str | Path | None = None):
+    """`read_report` plus the `latency_note` of its table, for the tab."""
+    table, flops_ap, latency = read_report(directory)
+    return table, flops_ap, latency, latency_note(table)
 
 
 def _pixels(figure: Figure) -> np.ndarray:
@@ -76,11 +98,14 @@ def build() -> None:
         names = gr.CheckboxGroup(model_names(), value=list(QUICK_MODELS), label="Models")
         with gr.Column():
             size = gr.Dropdown([f"{h}x{w}" for h, w in INPUT_SIZES], value="256x192", label="Input size")
-            timing = gr.Checkbox(True, label="Measure latency (quick mode: about 15 s per model)")
+            timing = gr.Checkbox(True, label=f"Measure latency (quick mode: eager, compiled and ONNX Runtime; "
+                                             f"{QUICK_SECONDS_PER_MODEL} per model on a 2-core CPU)")
     with gr.Row():
         compute = gr.Button("Compute now", variant="primary")
         read = gr.Button("Read the report files")
-    table = gr.Dataframe(label="Complexity (the report's columns)", interactive=False)
+    note = gr.Markdown("")
+    table = gr.Dataframe(pd.DataFrame({"nothing loaded yet: press Compute now or Read the report files": []}),
+                         label="Complexity (the report's columns)", interactive=False)
     flops_ap = gr.Image(label="GFLOPs against AP (the paper's Figure 9; hollow: this project's recount)",
                         format="png", interactive=False, buttons=["download", "fullscreen"])
     latency = gr.Image(label="Measured latency against FLOPs", format="png", interactive=False,
@@ -88,7 +113,10 @@ def build() -> None:
 
     def computed(chosen: list[str], size_text: str, timed: bool, progress=gr.Progress(track_tqdm=True)):
         height, width = (int(v) for v in size_text.split("x"))
-        return quick_report(list(chosen), (height, width), timed)
+        found = quick_report(list(chosen), (height, width), timed)
+        return *found, latency_note(found[0]) if timed else "Counted only (latency not measured: tick the box)."
 
-    compute.click(readable(computed), [names, size, timing], [table, flops_ap, latency], api_name="complexity")
-    read.click(readable(read_report), None, [table, flops_ap, latency], api_name="complexity_report")
+    # heavy: minutes of CPU per call, so private (not in the public API) and one at a time
+    compute.click(readable(computed), [names, size, timing], [table, flops_ap, latency, note], api_name="complexity",
+                  api_visibility="private", concurrency_limit=1)
+    read.click(readable(read_report_with_note), None, [table, flops_ap, latency, note], api_name="complexity_report")

@@ -48,6 +48,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def size_type(text: str) -> tuple[int, int]:
+    """argparse type for an input size "HEIGHTxWIDTH" (e.g. 256x192) -> (height, width)."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input size must be HEIGHTxWIDTH, e.g. 256x192; got {text!r}") from None
+    return height, width
+
+
 def add_threads(parser: argparse.ArgumentParser, default: int | None = None, onnx: bool = True) -> None:
     """--threads N: CPU threads for PyTorch and, with `onnx`, for the command's ONNX Runtime sessions (a command
     passes `args.threads` to them and calls `use_threads`)."""

@@ -3,6 +3,7 @@ with skeletons, and COCO-format keypoint results as JSON. Each file appears comp
 from __future__ import annotations
 
 import glob
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def predict_images(predictor: Predictor, paths: Sequence[Path], output: Path, pr
     for index, path in enumerate(tqdm(paths, desc="predict", unit="image", disable=not progress)):
         pixels = read_image(path)
         people = predictor.people(pixels)
+        if not people:
+            tqdm.write(f"note: no person found in {path.name} (its picture is written undrawn)", file=sys.stderr)
         _save_picture(output / f"{path.stem}.jpg", draw_people(pixels, people))
         records += [{**person.to_json(index), "file_name": path.name} for person in people]
     return write_json_atomic(output / "keypoints.json", records, indent=1)

@@ -19,6 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from workbench.speed.complexity import ComplexityRow, SpeedSettings
+from workbench.speed.engines import CPU_ENGINES, CUDA_ENGINES, ENGINE_LABELS, engine_versions, machine_description
+from workbench.speed.operators import breakdown_sentences, breakdown_table
 from workbench.common.errors import WorkbenchError
 from workbench.common.files import write_atomic
 from workbench.speed.latency import Timing
@@ -107,6 +109,20 @@ def csv_record(row: ComplexityRow, measured: list[MeasuredAP] = ()) -> dict[str,
     for backend in ("eager", "fast"):
         timing = row.cuda_latency.get(backend)
         record[f"cuda {backend} latency ms (median, batch 1)"] = _round(timing and timing.median_ms, 3)
+    for (engine, threads), timing in sorted(row.engine_latency.items()):
+        where = "cuda events" if threads == 0 else f"{threads} threads"
+        record[f"{engine} ms ({where}, median)"] = _round(timing.median_ms, 2)
+        record[f"{engine} ms ({where}, min)"] = _round(timing.min_ms, 2)
+        record[f"{engine} ms ({where}, max)"] = _round(timing.max_ms, 2)
+    for engine, value in row.engine_throughput.items():
+        record[f"{engine} images/s (batch N)"] = _round(value, 1)
+    for engine, value in row.engine_peak_memory.items():
+        record[f"{engine} peak resident MB"] = _round(value and value / 1e6, 1)
+    for engine, value in row.max_abs_diff.items():
+        if engine not in ("fast", "onnxruntime"):
+            record[f"{engine} max abs diff"] = value
+    for engine, note in row.engine_notes.items():
+        record[f"{engine} note"] = note
     return record
 
 
@@ -130,8 +146,58 @@ def _timing_cell(timing: Timing | None) -> str:
     return "-" if timing is None else f"{timing.median_ms:.1f} [{timing.min_ms:.1f}-{timing.max_ms:.1f}]"
 
 
+def engine_table(rows: list[ComplexityRow], threads: int, size: tuple[int, int] | None = None,
+                 reference: str = "lite_hrnet_18") -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-engine table at `threads` CPU threads (CUDA engines: CUDA events): per model,
+    size and engine the batch-1 latency (median [min-max] ms), the time ratio to `reference` on the same engine
+    and size beside the fvcore FLOPs ratio, parity, throughput and peak resident memory."""
+    header = ["model", "input", "engine", "ms median [min-max]", "time / " + reference, "FLOPs / " + reference,
+              "max abs diff", "images/s (batch N)", "peak MB"]
+    base = {(r.input_size, engine): (timing, r.fvcore) for r in rows if r.model == reference
+            for (engine, t), timing in r.engine_latency.items() if t in (threads, 0)}
+    lines = []
+    for row in rows:
+        if size is not None and row.input_size != size:
+            continue
+        for (engine, t), timing in sorted(row.engine_latency.items(), key=lambda item: _engine_order(item[0][0])):
+            if t not in (threads, 0):
+                continue
+            ref = base.get((row.input_size, engine))
+            peak = row.engine_peak_memory.get(engine)
+            lines.append([row.model, f"{row.input_size[0]}x{row.input_size[1]}", ENGINE_LABELS.get(engine, engine)
+                          + (" (CUDA events)" if t == 0 else ""), _timing_cell(timing),
+                          _cell(ref and timing.median_ms / ref[0].median_ms, 2),
+                          _cell(ref and row.fvcore / ref[1], 2), _sci(row.max_abs_diff.get(engine)),
+                          _cell(row.engine_throughput.get(engine), 1), _cell(peak and peak / 1e6, 1)])
+        for engine, note in row.engine_notes.items():
+            lines.append([row.model, f"{row.input_size[0]}x{row.input_size[1]}", ENGINE_LABELS.get(engine, engine),
+                          f"not measured: {note}", "-", "-", "-", "-", "-"])
+    return header, lines
+
+
+def _engine_order(engine: str) -> int:
+    order = list(CPU_ENGINES + CUDA_ENGINES)
+    return order.index(engine) if engine in order else len(order)
+
+
+def fastest_paths(rows: list[ComplexityRow], threads: int, size: tuple[int, int] = (256, 192)) -> dict[str, tuple[str, Timing]]:
+    """Per model at `size`, the CPU engine with the lowest median batch-1 latency at `threads` threads."""
+    found = {}
+    for row in rows:
+        if row.input_size != tuple(size):
+            continue
+        timed = [(engine, timing) for (engine, t), timing in row.engine_latency.items() if t == threads]
+        if timed:
+            found[row.model] = min(timed, key=lambda item: item[1].median_ms)
+    return found
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, measured: list[MeasuredAP],
-                    notes: list[str], command: str) -> str:
+                    notes: list[str], command: str, breakdown: tuple[list, list[str]] | None = None) -> str:
     """The report as Markdown: method, operation counts against the published figures, latency table, the
     published rows without a model in the zoo, and the plots."""
     fvcore = version("fvcore")
@@ -140,8 +206,14 @@ def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, m
         "# Complexity and speed",
         "",
         f"Written by `{command}`.",
-        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} PyTorch threads at "
-        f"start; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, fvcore {fvcore}.",
+        f"Machine: {machine_description()}; {torch.get_num_threads()} PyTorch threads at start; torch "
+        f"{torch.__version__}, onnxruntime {onnxruntime.__version__}"
+        + "".join(f", {k} {v}" for k, v in engine_versions().items() if k not in ("torch", "onnxruntime"))
+        + f", fvcore {fvcore}."
+        + (f" Latency measured at {', '.join(map(str, settings.thread_counts or (settings.threads,)))} thread(s); "
+           f"throughput and the legacy columns at {settings.threads}; {settings.repeats} rounds at most, "
+           f"{settings.budget_s:g} s budget per thread count." if settings is not None else
+           " Counts only: no latency measured (`--counts-only`)."),
         "",
         "## How the figures are counted",
         "",
@@ -202,6 +274,32 @@ def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, m
                 f"| {', '.join(_cell(row.throughput.get(k), 1) for k in ('eager', 'fast', 'onnxruntime'))} "
                 f"({_cell(row.throughput_batch)}) |"
             )
+    if settings is not None and any(row.engine_latency for row in rows):
+        for threads in settings.thread_counts or (settings.threads,):
+            lines += ["", f"## Latency per engine (CPU, batch 1, {threads} thread{'s' if threads > 1 else ''})", "",
+                      "Every engine of one model and size timed interleaved (one call of each per round); the time "
+                      "ratio is to lite_hrnet_18 on the same engine and size, beside the fvcore FLOPs ratio. "
+                      "Compiled: `workbench.speed.compiled` variant "
+                      f"'{next((r.fast_variant for r in rows if r.fast_variant), '-')}' for every model. Peak MB: "
+                      "growth of the process's peak resident memory in one batch-1 call (batch N where the "
+                      "batch-1 figure was not taken).", ""]
+            lines += _markdown_table(*engine_table(rows, threads))
+            fastest = fastest_paths(rows, threads)
+            if "lite_csw_hrnet" in fastest and "lite_hrnet_18" in fastest:
+                (e1, t1), (e2, t2) = fastest["lite_csw_hrnet"], fastest["lite_hrnet_18"]
+                lines += ["", f"Fastest paths at 256x192, {threads} thread(s): lite_csw_hrnet on {e1} "
+                              f"{t1.median_ms:.1f} ms, lite_hrnet_18 on {e2} {t2.median_ms:.1f} ms: ratio "
+                              f"{t1.median_ms / t2.median_ms:.2f} (ratio of medians taken in different rounds; "
+                              "`benchmarks/speed_targets.py` pairs them by round)."]
+    if breakdown is not None and breakdown[0]:
+        shares, breakdown_notes = breakdown
+        models = ["lite_csw_hrnet", "lite_hrnet_18"]
+        lines += ["", "## Why the time goes where it goes (256x192, batch 1)", "",
+                  "Time per inference by operator group: ONNX Runtime's kernel profiler, OpenVINO's per-layer "
+                  "performance counters and PyTorch's profiler (self CPU time of eager aten operators); each "
+                  "engine's operator names are mapped to shared groups (`workbench.speed.operators`).", ""]
+        lines += _markdown_table(*breakdown_table(shares, models))
+        lines += [""] + [" ".join(breakdown_sentences(shares, *models))] + [f"- {n}" for n in breakdown_notes]
     if any(row.cuda_latency for row in rows):
         lines += ["", "## CUDA (CUDA events, batch 1)", "", "| model | input | eager ms | fast ms | peak MB |",
                   "|---|---|---:|---:|---:|"]
@@ -235,22 +333,54 @@ def _figure(width: float, height: float) -> Figure:
     return figure
 
 
+def place_labels(axes, points: list[tuple[float, float, str]], fontsize: float = 8) -> None:
+    """Annotate each (x, y, text) of `points` on `axes` at the first of a few offsets whose label box (estimated in
+    display pixels) overlaps no label placed before it nor another point, so that labels of close points do not print
+    over each other. Call after the axes' scales and limits are set."""
+    axes.figure.canvas.draw()  # settle limits and the transform
+    transform = axes.transData
+    char_w, height = 0.6 * fontsize * axes.figure.dpi / 72, fontsize * axes.figure.dpi / 72 + 2
+    anchors = [tuple(transform.transform((x, y))) for x, y, _ in points]
+    placed: list[tuple[float, float, float, float]] = []
+    order = sorted(range(len(points)), key=lambda i: (-anchors[i][1], anchors[i][0]))
+    for i in order:
+        x, y, text = points[i]
+        px, py = anchors[i]
+        width = char_w * len(text)
+        scale = axes.figure.dpi / 72
+        candidates = [(4, 4), (4, -4 - height / scale), (-4 - width / scale, 4), (-4 - width / scale, -4 - height / scale),
+                      (4, 4 + height / scale), (4, -4 - 2 * height / scale), (4, 4 + 2 * height / scale),
+                      (4, -4 - 3 * height / scale), (-4 - width / scale, 4 + height / scale),
+                      (-4 - width / scale, -4 - 2 * height / scale)]
+        for dx, dy in candidates:
+            box = (px + dx * scale, py + dy * scale, px + dx * scale + width, py + dy * scale + height)
+            clash = any(not (box[2] < b[0] or box[0] > b[2] or box[3] < b[1] or box[1] > b[3]) for b in placed)
+            clash = clash or any(box[0] - 2 < ax < box[2] + 2 and box[1] - 2 < ay < box[3] + 2
+                                 for j, (ax, ay) in enumerate(anchors) if j != i)
+            if not clash:
+                break
+        placed.append(box)
+        axes.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                      arrowprops=None if (dx, dy) == (4, 4) else {"arrowstyle": "-", "lw": 0.4, "color": "0.5"})
+
+
 def flops_ap_figure(rows: list[ComplexityRow], measured: list[MeasuredAP]) -> Figure:
     """Figure 9 of the paper, redrawn: GFLOPs against AP, (a) Table 2 (val2017) at 256x192, (b) Table 3
     (test-dev2017) at 384x288. Filled: the paper's printed GFLOPs; hollow: the project's recount under the row's
-    convention (G = 2^30); stars: APs the project measured (`measured`, at the recount)."""
+    convention (G = 2^30); stars: APs the project measured (`measured`, at the recount). Labels are placed apart
+    (`place_labels`) where points lie close, as the two Lite models do."""
     recount = {(r.model, r.input_size): r.convention_ops() / G for r in rows}
     figure = _figure(12, 5)
     panels = figure.subplots(1, 2)
     for axes, source, size, title in ((panels[0], "seed_table2", (256, 192), "(a) COCO val2017, 256x192"),
                                       (panels[1], "seed_table3", (384, 288), "(b) COCO test-dev2017, 384x288")):
+        labels = []
         for published in published_rows():
             paper = published.paper_row(source)
             if paper is None or published.input_size != size:
                 continue
             point = axes.scatter(paper.gflops, paper.ap, s=40)
-            axes.annotate(published.label, (paper.gflops, paper.ap), xytext=(4, 4), textcoords="offset points",
-                          fontsize=8)
+            labels.append((paper.gflops, paper.ap, published.label))
             if (published.model, size) in recount:
                 x = recount[(published.model, size)]
                 axes.scatter(x, paper.ap, s=40, facecolors="none", edgecolors=point.get_facecolor())
@@ -258,32 +388,49 @@ def flops_ap_figure(rows: list[ComplexityRow], measured: list[MeasuredAP]) -> Fi
         for m in measured:
             if m.input_size == size and (m.model, size) in recount:
                 axes.scatter(recount[(m.model, size)], m.ap, marker="*", s=120, color="black")
-                axes.annotate(f"{m.model} measured ({m.source})", (recount[(m.model, size)], m.ap),
-                              xytext=(4, -10), textcoords="offset points", fontsize=7)
+                labels.append((recount[(m.model, size)], m.ap, f"{m.model} measured ({m.source})"))
         axes.set_xscale("log")
         axes.set_xlabel("GFLOPs (filled: paper; hollow: project recount, row's convention)")
         axes.set_ylabel("AP (%)")
         axes.set_title(title)
         axes.grid(alpha=0.3, which="both")
+        if labels:
+            axes.margins(x=0.15, y=0.12)
+            place_labels(axes, labels)
     figure.tight_layout()
     return figure
 
 
+ENGINE_MARKERS = {"eager": "o", "compiled": "s", "onnxruntime": "^", "openvino": "D", "ncnn": "v",
+                  "cuda_eager": "P", "cuda_compiled": "X", "ort_cuda": "*"}
+
+
+def _plot_threads(rows: list[ComplexityRow]) -> int | None:
+    counts = {t for r in rows for (_, t) in r.engine_latency if t}
+    return 2 if 2 in counts else max(counts, default=None)
+
+
 def latency_flops_figure(rows: list[ComplexityRow]) -> Figure:
-    """Measured CPU latency (ms, median, batch 1) against fvcore GFLOPs per input size, one marker per backend:
-    where the points leave the FLOPs order, FLOPs mislead."""
+    """Measured CPU latency (ms, median, batch 1) against fvcore GFLOPs per input size, one marker per engine (at
+    2 threads where measured): where an engine's points leave the FLOPs order, FLOPs mislead on that engine.
+    Model labels are placed apart where points lie close (`place_labels`)."""
     sizes = sorted({r.input_size for r in rows})
-    figure = _figure(6 * len(sizes), 5)
-    panels = figure.subplots(1, len(sizes), squeeze=False)
+    threads = _plot_threads(rows)
+    figure = _figure(6.5 * max(len(sizes), 1), 5.5)
+    panels = figure.subplots(1, max(len(sizes), 1), squeeze=False)
     for axes, size in zip(panels[0], sizes):
-        chosen = [r for r in rows if r.input_size == size and r.latency]
-        for backend, marker in (("eager", "o"), ("fast", "s"), ("onnxruntime", "^")):
-            points = [(r.fvcore / 1e9, r.latency[backend].median_ms, r.model) for r in chosen if backend in r.latency]
+        chosen = [r for r in rows if r.input_size == size and (r.latency or r.engine_latency)]
+
+        def point_of(r: ComplexityRow, engine: str) -> Timing | None:
+            if r.engine_latency:
+                return r.engine_latency.get((engine, threads))
+            return r.latency.get({"compiled": "fast"}.get(engine, engine))
+
+        for engine, marker in ENGINE_MARKERS.items():
+            points = [(r.fvcore / 1e9, t.median_ms) for r in chosen if (t := point_of(r, engine)) is not None]
             if points:
-                axes.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, label=backend)
-        for r in chosen:
-            axes.annotate(r.model, (r.fvcore / 1e9, r.latency["eager"].median_ms), xytext=(4, 4),
-                          textcoords="offset points", fontsize=8)
+                axes.scatter([p[0] for p in points], [p[1] for p in points], marker=marker,
+                             label=ENGINE_LABELS.get(engine, engine), alpha=0.85)
         axes.set_xscale("log")
         axes.set_yscale("log")
         for axis in (axes.xaxis, axes.yaxis):
@@ -292,29 +439,38 @@ def latency_flops_figure(rows: list[ComplexityRow]) -> Figure:
             axis.set_minor_formatter(NullFormatter())
         axes.set_xlabel("fvcore GFLOPs (1e9)")
         axes.set_ylabel("latency per image (ms, median, batch 1)")
-        axes.set_title(f"{size[0]}x{size[1]}")
+        axes.set_title(f"{size[0]}x{size[1]}" + (f", {threads} threads" if threads else ""))
         axes.grid(alpha=0.3, which="both")
         if chosen:
-            axes.legend()
+            axes.legend(fontsize=7, loc="upper left")
+            axes.margins(x=0.2, y=0.15)
+            labels = []
+            for r in chosen:
+                timed = [t.median_ms for e in ENGINE_MARKERS if (t := point_of(r, e)) is not None]
+                labels.append((r.fvcore / 1e9, max(timed), r.model))
+            place_labels(axes, labels)
         else:
-            axes.text(0.5, 0.5, "no latency measured (--counts-only)", ha="center", transform=axes.transAxes)
+            axes.text(0.5, 0.5, "no latency measured\n(report written with --counts-only:\nrun `python -m workbench "
+                      "complexity`)", ha="center", va="center", transform=axes.transAxes)
     figure.tight_layout()
     return figure
 
 
 def write_report(rows: list[ComplexityRow], directory, settings: SpeedSettings | None = None,
-                 measured: list[MeasuredAP] = (), notes: list[str] = (), command: str = "") -> list:
+                 measured: list[MeasuredAP] = (), notes: list[str] = (), command: str = "",
+                 breakdown: tuple[list, list[str]] | None = None) -> list:
     """Write complexity.md, complexity.csv and the two plots into `directory` (each atomically); returns the paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     records = [csv_record(row, list(measured)) for row in rows]
     table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=list(records[0]) if records else ["model"])
+    fields = list(dict.fromkeys(key for record in records for key in record)) or ["model"]
+    writer = csv.DictWriter(table, fieldnames=fields)
     writer.writeheader()
     writer.writerows(records)
     paths = [directory / "complexity.md", directory / "complexity.csv", directory / FLOPS_AP_PLOT,
              directory / LATENCY_PLOT]
-    text = markdown_report(rows, settings, list(measured), list(notes), command)
+    text = markdown_report(rows, settings, list(measured), list(notes), command, breakdown)
     write_atomic(paths[0], lambda p: p.write_text(text))
     write_atomic(paths[1], lambda p: p.write_text(table.getvalue()))
     for path, figure in ((paths[2], flops_ap_figure(rows, list(measured))), (paths[3], latency_flops_figure(rows))):

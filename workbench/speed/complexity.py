@@ -19,7 +19,9 @@ peak memory and throughput; `workbench.reports.complexity` writes the report.
 from __future__ import annotations
 
 import copy
+import tempfile
 import warnings
+from pathlib import Path
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,8 +36,10 @@ from torch import nn
 from tqdm import tqdm
 
 from model import build_model
+from workbench.speed.ncnn_export import NcnnRunner
 from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, ort_session, run_session
-from workbench.speed.compiled import fast_model
+from workbench.speed.engines import (COMPILED_VARIANT, CPU_ENGINES, CUDA_ENGINES, build_engine, engine_missing,
+                                     engine_parity, peak_resident_bytes)
 from workbench.speed.latency import Timing, peak_memory_bytes, set_threads, throughput, time_cuda_events, time_interleaved
 from workbench.speed.published import row_convention
 
@@ -164,11 +168,13 @@ def convention_b_flops(model: nn.Module, input_size: tuple[int, int] = (256, 192
 
 @dataclass(frozen=True)
 class SpeedSettings:
-    """How latency is measured: CPU `threads`; per model `repeats` interleaved rounds after `warmup` calls,
-    stopping after `budget_s` seconds (at least 5 rounds); throughput at `throughput_batch` images per call over
-    `throughput_repeats` rounds; the fast PyTorch variants to try (the fastest is reported); ONNX Runtime on or
-    off and its worker spinning (off by default: spinning ONNX Runtime workers would steal the cores from the
-    PyTorch calls timed between them); CUDA when available."""
+    """How latency is measured: CPU `threads` (throughput and the legacy columns) and `thread_counts` (the batch-1
+    latency per engine is measured at each; empty: `threads` only); per model `repeats` interleaved rounds after
+    `warmup` calls, stopping after `budget_s` seconds (at least 5 rounds); throughput at `throughput_batch` images
+    per call over `throughput_repeats` rounds; the compiled PyTorch path is `fast_variants[0]`
+    (`workbench.speed.compiled`, built the same way for every model; empty: no compiled engine); ONNX Runtime on
+    or off and its worker spinning (off: spinning workers would steal the cores from the calls timed between
+    them); the optional `engines` ("openvino", "ncnn"; a missing package becomes a note); CUDA when available."""
 
     threads: int = 2
     repeats: int = 30
@@ -176,14 +182,27 @@ class SpeedSettings:
     budget_s: float = 30.0
     throughput_batch: int = 32
     throughput_repeats: int = 5
-    fast_variants: tuple[str, ...] = ("jit", "jit_channels_last")
+    fast_variants: tuple[str, ...] = ("jit",)
     onnx: bool = True
     spinning: bool = False
     cuda: bool = field(default_factory=torch.cuda.is_available)
+    thread_counts: tuple[int, ...] = (1, 2)
+    engines: tuple[str, ...] = ("openvino", "ncnn")
+
+    def cpu_engines(self) -> list[str]:
+        """The CPU engines these settings ask for, in `CPU_ENGINES` order (availability not checked)."""
+        wanted = {"eager", *self.engines}
+        if self.fast_variants:
+            wanted.add("compiled")
+        if self.onnx:
+            wanted.add("onnxruntime")
+        return [name for name in CPU_ENGINES if name in wanted]
 
 
 QUICK_SPEED = SpeedSettings(repeats=3, warmup=1, budget_s=5.0, throughput_batch=2, throughput_repeats=2,
-                            fast_variants=("jit",))
+                            fast_variants=("jit",), thread_counts=(), engines=())
+"""The quick mode (CI, the app's "Compute now"): eager, compiled ("jit") and ONNX Runtime at one thread count; the
+command line's --quick adds OpenVINO and ncnn unless --engines says otherwise."""
 
 
 @dataclass
@@ -194,6 +213,12 @@ class ComplexityRow:
     batch 1 (CPU); `max_abs_diff` the largest difference of "fast" and "onnxruntime" outputs to eager; `throughput`
     images per second at the batch of `SpeedSettings`; `cuda_latency` "eager" and "fast" on CUDA (CUDA events);
     `peak_memory` bytes allocated during one batch-1 inference (eager, CPU).
+
+    Per engine (`workbench.speed.engines`): `engine_latency[(engine, threads)]` batch-1 timings (CPU engines at
+    each thread count, CUDA engines with thread count 0, CUDA events), `max_abs_diff[engine]` the parity to
+    eager, `engine_throughput[engine]` images per second at the throughput batch, `engine_peak_memory[engine]`
+    the growth of peak resident memory during one batch-1 call, `engine_notes[engine]` why an engine has no
+    figures (package missing, export failed).
     """
 
     model: str
@@ -211,6 +236,10 @@ class ComplexityRow:
     cuda_latency: dict[str, Timing] = field(default_factory=dict)
     peak_memory: int | None = None
     cuda_peak_memory: int | None = None
+    engine_latency: dict[tuple[str, int], Timing] = field(default_factory=dict)
+    engine_throughput: dict[str, float] = field(default_factory=dict)
+    engine_peak_memory: dict[str, int | None] = field(default_factory=dict)
+    engine_notes: dict[str, str] = field(default_factory=dict)
 
     def convention_ops(self) -> int:
         """The recomputed count under the convention of the model's published row."""
@@ -238,67 +267,125 @@ def _max_abs_diff(forward: Callable[[torch.Tensor], Any], reference: torch.Tenso
 
 def measure_speed(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
                   progress: Callable[[str], None] = lambda stage: None) -> ComplexityRow:
-    """Fill `row`'s latency, parity, peak memory, throughput and CUDA timings for `model` (weights as given)."""
-    set_threads(settings.threads)
+    """Fill `row`'s per-engine latency (each thread count, engines interleaved), parity, peak memory, throughput
+    and CUDA timings for `model` (weights as given); engines that cannot run here get a note instead."""
     size, model = row.input_size, model.eval()
     images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
-    with torch.inference_mode():
-        reference = model(images)
-        progress("fast paths")
-        fast = {variant: fast_model(model, size, variant) for variant in settings.fast_variants}
-        calls: dict[str, Callable[[], Any]] = {"eager": lambda: model(images)}
-        calls.update({f"fast:{v}": (lambda f=f: f(images)) for v, f in fast.items()})
-        session = None
-        if settings.onnx:
-            progress("onnx export")
-            session = ort_session(export_onnx(model, size), settings.threads, settings.spinning)
-            array = images.numpy()
-            calls["onnxruntime"] = lambda: run_session(session, array)
-        progress("latency")
-        timings = time_interleaved(calls, settings.repeats, settings.warmup, settings.budget_s)
-        row.latency["eager"] = timings["eager"]
-        if fast:
-            row.fast_variant = min(fast, key=lambda v: timings[f"fast:{v}"].median_ms)
-            row.latency["fast"] = timings[f"fast:{row.fast_variant}"]
-            row.max_abs_diff["fast"] = _max_abs_diff(fast[row.fast_variant], reference, images)
-        if session is not None:
-            row.latency["onnxruntime"] = timings["onnxruntime"]
-            row.max_abs_diff["onnxruntime"] = _max_abs_diff(lambda x: run_session(session, x.numpy()), reference, images)
+    array = images.numpy()
+    wanted = settings.cpu_engines()
+    usable = []
+    for name in wanted:
+        note = engine_missing(name)
+        if note:
+            row.engine_notes[name] = note
+        else:
+            usable.append(name)
+    graph = None
+    if any(name in usable for name in ("onnxruntime", "openvino")):
+        progress("onnx export")
+        graph = export_onnx(model, size)
+    variant = settings.fast_variants[0] if settings.fast_variants else COMPILED_VARIANT
+    row.fast_variant = variant if "compiled" in usable else None
+    with tempfile.TemporaryDirectory(prefix="engines-") as folder:
+        runners: dict[str, Any] = {}
+        for threads in settings.thread_counts or (settings.threads,):
+            set_threads(threads)
+            built = {}
+            for name in list(usable):
+                if name in ("eager", "compiled", "ncnn") and name in runners:
+                    # PyTorch follows set_threads; ncnn reloads its exported files (its convolutions keep the
+                    # thread count they were loaded with)
+                    built[name] = runners[name] if name != "ncnn" else NcnnRunner(runners[name].exported, threads)
+                    continue
+                progress(f"building {name}, {threads} thread(s)")
+                try:
+                    built[name] = build_engine(name, model, size, 1, threads, graph, folder, variant)
+                except Exception as error:  # an engine's own failure is a note, not the end of the report
+                    row.engine_notes[name] = f"failed to build: {str(error).splitlines()[0][:200]}"
+                    usable.remove(name)
+                    continue
+                if name not in row.max_abs_diff:
+                    row.max_abs_diff[name] = engine_parity(built[name], model, size)
+                if name in ("eager", "compiled", "ncnn"):
+                    runners[name] = built[name]
+            progress(f"latency, {threads} thread(s)")
+            timings = time_interleaved({name: (lambda r=runner: r(array)) for name, runner in built.items()},
+                                       settings.repeats, settings.warmup, settings.budget_s)
+            for name, timing in timings.items():
+                row.engine_latency[(name, threads)] = timing
+        set_threads(settings.threads)
+        for name in usable:
+            timing = row.engine_latency.get((name, settings.threads))
+            if timing is None:
+                continue
+            legacy = {"compiled": "fast"}.get(name, name)
+            if legacy in ("eager", "fast", "onnxruntime"):
+                row.latency[legacy] = timing
+        if "compiled" in row.max_abs_diff:
+            row.max_abs_diff["fast"] = row.max_abs_diff["compiled"]
         progress("peak memory")
-        row.peak_memory = peak_memory_bytes(lambda: model(images))
-        _measure_throughput(row, model, settings, progress)
-        if settings.cuda:
-            progress("cuda")
-            _measure_cuda(row, model, settings)
+        with torch.inference_mode():
+            row.peak_memory = peak_memory_bytes(lambda: model(images))
+        for name, runner in built.items():
+            row.engine_peak_memory[name] = peak_resident_bytes(lambda r=runner: r(array))
+        _measure_throughput(row, model, settings, usable, folder, progress, runners.get("ncnn"))
+    if settings.cuda:
+        progress("cuda")
+        _measure_cuda(row, model, settings)
     return row
 
 
-def _measure_throughput(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
-                        progress: Callable[[str], None]) -> None:
+def _measure_throughput(row: ComplexityRow, model: nn.Module, settings: SpeedSettings, engines: list[str],
+                        folder: str, progress: Callable[[str], None], ncnn_runner: Any = None) -> None:
+    """Images per second at the throughput batch per engine, interleaved; ncnn (no batch axis) reuses its batch-1
+    network image by image."""
     batch = settings.throughput_batch
     progress(f"throughput at batch {batch}")
-    images = torch.randn(batch, 3, *row.input_size, generator=torch.Generator().manual_seed(2))
-    calls: dict[str, Callable[[], Any]] = {"eager": lambda: model(images)}
-    if row.fast_variant:
-        forward = fast_model(model, row.input_size, row.fast_variant, batch_size=batch)
-        calls["fast"] = lambda: forward(images)
-    if settings.onnx:
-        session = ort_session(export_onnx(model, row.input_size, batch_size=batch), settings.threads, settings.spinning)
-        array = images.numpy()
-        calls["onnxruntime"] = lambda: run_session(session, array)
+    set_threads(settings.threads)
+    images = torch.randn(batch, 3, *row.input_size, generator=torch.Generator().manual_seed(2)).numpy()
+    graph = export_onnx(model, row.input_size, batch_size=batch) if {"onnxruntime", "openvino"} & set(engines) \
+        else None
+    calls: dict[str, Callable[[], Any]] = {}
+    for name in engines:
+        try:
+            if name == "ncnn" and ncnn_runner is not None:
+                runner = NcnnRunner(ncnn_runner.exported, settings.threads)
+            else:
+                runner = build_engine(name, model, row.input_size, batch, settings.threads, graph,
+                                      Path(folder) / "throughput", row.fast_variant or COMPILED_VARIANT)
+        except Exception as error:
+            row.engine_notes.setdefault(name, f"throughput not measured: {str(error).splitlines()[0][:200]}")
+            continue
+        calls[name] = lambda r=runner: r(images)
+        if row.engine_peak_memory.get(name) is None and name in ("onnxruntime", "openvino"):
+            row.engine_peak_memory[name] = peak_resident_bytes(lambda r=runner: r(images))
     timings = time_interleaved(calls, settings.throughput_repeats, 1, None)
-    row.throughput = {name: throughput(timing, batch) for name, timing in timings.items()}
+    row.engine_throughput = {name: throughput(timing, batch) for name, timing in timings.items()}
+    row.throughput = {{"compiled": "fast"}.get(k, k): v for k, v in row.engine_throughput.items()
+                      if k in ("eager", "compiled", "onnxruntime")}
     row.throughput_batch = batch
 
 
 def _measure_cuda(row: ComplexityRow, model: nn.Module, settings: SpeedSettings) -> None:
+    """CUDA engines (eager, compiled, ONNX Runtime's CUDA provider) timed with CUDA events; peak memory from the
+    CUDA allocator. Untested here (no GPU): built from the same `build_engine` as the CPU paths."""
+    array = torch.randn(1, 3, *row.input_size).numpy()
+    for name in CUDA_ENGINES:
+        note = engine_missing(name)
+        if note:
+            row.engine_notes[name] = note
+            continue
+        runner = build_engine(name, model, row.input_size, 1, settings.threads,
+                              export_onnx(model, row.input_size) if name == "ort_cuda" else None,
+                              compiled_variant=row.fast_variant or COMPILED_VARIANT)
+        row.max_abs_diff[name] = engine_parity(runner, model, row.input_size)
+        timing = time_cuda_events(lambda r=runner: r(array), settings.repeats, settings.warmup)
+        row.engine_latency[(name, 0)] = timing
+        row.cuda_latency[{"cuda_eager": "eager", "cuda_compiled": "fast"}.get(name, name)] = timing
     network = copy.deepcopy(model).cuda()
     images = torch.randn(1, 3, *row.input_size, device="cuda")
-    row.cuda_latency["eager"] = time_cuda_events(lambda: network(images), settings.repeats, settings.warmup)
-    if row.fast_variant:
-        forward = fast_model(model, row.input_size, row.fast_variant, device="cuda")
-        row.cuda_latency["fast"] = time_cuda_events(lambda: forward(images), settings.repeats, settings.warmup)
-    row.cuda_peak_memory = peak_memory_bytes(lambda: network(images), device="cuda")
+    with torch.inference_mode():
+        row.cuda_peak_memory = peak_memory_bytes(lambda: network(images), device="cuda")
 
 
 def avg_pool_note(model: nn.Module, name: str, input_size: tuple[int, int]) -> str:

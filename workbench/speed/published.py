@@ -99,3 +99,33 @@ def published_row(model: str, input_size: tuple[int, int]) -> PublishedRow | Non
 def row_convention(model: str) -> str:
     """The counting convention the published tables use for `model` ("A" or "B"); "B" for the Lite family."""
     return next((r.convention for r in published_rows() if r.model == model), "B")
+
+
+def gap_explanations(recounts: dict[tuple[str, tuple[int, int]], float], threshold_percent: float = 10.0) -> list[str]:
+    """One Markdown sentence per row whose recount (operations under the row's convention, keyed by (model, (H, W)))
+    differs from the seed paper's printed GFLOPs by more than `threshold_percent`, with the explanation that
+    published_figures.yaml holds: the original authors' own figure, its unit, and the row's note."""
+    found = []
+    for (model, size), ops in recounts.items():
+        row = published_row(model, size)
+        if row is None:
+            continue
+        for paper in row.paper:
+            gap = 100.0 * (ops / G - paper.gflops) / paper.gflops
+            if abs(gap) <= threshold_percent:
+                continue
+            ref = row.reference or {}
+            original = (f"the original authors publish {ref['gflops']} {ref.get('unit', 'G')}"
+                        + (f" (= {row.reference_published_ops() / G:.4f} G)" if ref.get("unit") == "M" else "")
+                        if ref.get("gflops") is not None else "no original figure is recorded")
+            recomputed = row.reference_recomputed_ops()
+            agree = (f", and their code recounted under convention {row.convention} gives {recomputed / G:.4f} G"
+                     if recomputed is not None else "")
+            note = f" Note from {FIGURES_FILE.name}: {ref['note']}." if ref.get("note") else ""
+            table = "Table 2" if paper.source == "seed_table2" else "Table 3"
+            found.append(f"**{row.label} at {size[0]}x{size[1]}: {gap:+.1f}%** against the {paper.gflops} G printed "
+                         f"in the paper's {table}. The "
+                         f"recount is {ops / G:.4f} G; {original}{agree}, so the gap lies in the printed figure, "
+                         f"not in the count.{note}")
+            break
+    return found
