@@ -12,7 +12,6 @@ times (a stream: it should not grow with the length).
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,14 +29,16 @@ from workbench.prediction.video import VideoWriter, read_frames, video_info
 from workbench.speed.latency import interleaved_seconds, paired_ratio
 
 MEMORY_SCRIPT = """
-import resource, sys
+import sys
 from pathlib import Path
 from workbench.prediction.api import Predictor, PredictOptions
 from workbench.prediction.outputs import predict_video
 predictor = Predictor.load(detector=sys.argv[2], options=PredictOptions(flip=False), threads=int(sys.argv[4]))
 predict_video(predictor, Path(sys.argv[1]), Path(sys.argv[3]), progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
+"""Predicts one video in a fresh process and prints its peak resident memory in KiB (VmHWM: unlike getrusage's
+ru_maxrss, it starts anew at exec, so the parent's memory does not count)."""
 
 
 def repeated_video(source: Path, times: int, target: Path) -> Path:
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--detector", type=Path, default=models_root() / "yolox_nano_coco.onnx")
     parser.add_argument("--video", type=Path, default=data_root() / "video" / "street.mp4")
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-memory comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     frames = list(read_frames(args.video))
@@ -70,10 +72,23 @@ def main() -> None:
     print(f"{args.video.name}: {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, "
           f"{args.threads} threads, {args.rounds} interleaved rounds")
 
-    predictors = {engine: Predictor.load(detector=args.detector, options=PredictOptions(flip=False), threads=args.threads,
-                                    engine=engine) for engine in ("onnx", "torch")}
+    if not args.memory_only:
+        measure_speed(args, frames)
+    long_video = repeated_video(args.video, 20, scratch / "street_x20.mp4")
+    short = peak_rss_mb(args.video, args.detector, scratch / "memory_short", args.threads)
+    long = peak_rss_mb(long_video, args.detector, scratch / "memory_long", args.threads)
+    print(f"peak resident memory: {short:.0f} MiB for {len(frames)} frames, {long:.0f} MiB for {20 * len(frames)} "
+          f"frames ({long / short:.2f}x)")
+
+
+def measure_speed(args: argparse.Namespace, frames: list) -> None:
+    """The engines' time per crop, then the loop against its two networks, flip off and on."""
+    scratch = Path(tempfile.mkdtemp())
+    predictors = {engine: Predictor.load(detector=args.detector, options=PredictOptions(flip=False),
+                                         threads=args.threads, engine=engine) for engine in ("onnx", "torch")}
     boxes = [predictors["onnx"].boxes(frame)[0] for frame in frames]
-    crops = [torch.stack([to_tensor(c) for c in crop_people(frame, b, (256, 192))[0]]) for frame, b in zip(frames, boxes)]
+    crops = [torch.stack([to_tensor(c) for c in crop_people(frame, b, (256, 192))[0]])
+             for frame, b in zip(frames, boxes)]
     people = sum(len(b) for b in boxes)
     engines = interleaved_seconds({engine: (lambda p=p: [p.network(c) for c in crops])
                                    for engine, p in predictors.items()}, repeats=args.rounds, warmup=1)
@@ -96,13 +111,6 @@ def main() -> None:
               f"{1e3 * statistics.median(seconds['detector']) / len(frames):.0f}, pose "
               f"{1e3 * statistics.median(seconds['pose']) / len(frames):.0f} ms/frame); loop / (detector + pose) = "
               f"{paired_ratio(seconds['loop'], bare):.2f} (target <= 1.3)")
-
-    long_video = repeated_video(args.video, 20, scratch / "street_x20.mp4")
-    short = peak_rss_mb(args.video, args.detector, scratch / "memory_short", args.threads)
-    long = peak_rss_mb(long_video, args.detector, scratch / "memory_long", args.threads)
-    print(f"peak resident memory: {short:.0f} MiB for {len(frames)} frames, {long:.0f} MiB for {20 * len(frames)} "
-          f"frames ({long / short:.2f}x)")
-    print(f"({resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB in this process)")
 
 
 if __name__ == "__main__":

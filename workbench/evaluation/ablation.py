@@ -11,11 +11,13 @@ The drop is the AP of the unmodified network minus the AP with the replacement, 
 with `workbench.evaluation.metrics.paired_bootstrap`'s interval over images.
 
 Granularity (GROUPINGS): one evaluation of the whole split per group and replacement. Per weighting function
-("function": 54 functions in Lite CSW-HRNet, 64 in Lite-HRNet-18, so 236 evaluations for both with two
-replacements) is out of reach on a 2-core CPU (one evaluation of the 100 fashion-pose val crops takes ~10 to 30 s
-there), so the notebook groups them per stage and function ("stage-function": the cross-resolution or the
-single-resolution functions of one stage together, M_c and M_s together for CSW), which the two families share:
-6 groups per model. "stage-kind" separates CSW's M_c from its M_s; "all" replaces every weighting function at once.
+("function": 54 functions in Lite CSW-HRNet, 64 in Lite-HRNet-18, so 238 evaluations for both with two
+replacements) is out of reach on the shared 2-core CPU this was built on: one evaluation of the 100 fashion-pose val
+crops (no flip, batch 32) takes about 15 s there, which makes an hour against a budget of about ten minutes (the
+notebook prints the measured cost each time it runs). So the notebook groups them per stage and function
+("stage-function": the cross-resolution or the single-resolution functions of one stage together, M_c and M_s
+together for CSW), which the two families share: 6 groups per model, 26 evaluations for both. "stage-kind"
+separates CSW's M_c from its M_s; "all" replaces every weighting function at once.
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ Statistics of one map over N images, each measured the same way for both models:
 - `below 0.05`, `above 0.95`, `saturated`: the fraction of its entries below LOW = 0.05, above HIGH = 0.95, either;
 - `mean weight`: the mean entry;
 - `across-image std (logit)`: how much one entry changes from image to image: the root of the mean over entries of
-  its variance over images (N - 1 divisor), in logit space (log(w / (1 - w)), weights clipped to [1e-4, 1 - 1e-4], i.e. logits within
-  +-9.2), where a saturated weight is not compressed to a small spread by the sigmoid;
+  its variance over images (N - 1 divisor), in logit space (log(w / (1 - w)), weights clipped to [1e-4, 1 - 1e-4],
+  i.e. logits within +-9.2), where a saturated weight is not compressed to a small spread by the sigmoid;
 - `within-image std (logit)`: how much the entries of one image's map differ: the root of the mean over images of
   the variance over entries, in the same logit space;
 - `share across images`: across^2 / (across^2 + within^2): 0 for a fixed pattern that ignores the image, 1 for a
@@ -29,7 +29,10 @@ bootstrap needs each image's logits, N x MAX_ENTRIES x 4 bytes per map.
 
 The paper's reason (1), the spatial importance of the joints: for every spatial weighting (CSW's M_s, the
 channel mean of either cross-resolution multiplier) the mean weight at the cells holding a labelled joint of the
-crop, against the mean over the cells holding none, over the whole split (`JointContrast`).
+crop, against the mean over the cells holding none, over the whole split (`joint_contrast`).
+
+`claim_samples` runs a network over a split once and keeps, per map and image, what every statistic needs
+(`MapSamples`, `JointSamples`); `like_for_like` and `joint_contrast` turn two models' samples into tables.
 """
 from __future__ import annotations
 
@@ -168,12 +171,15 @@ class _MapAccumulator:
     def add(self, weights: torch.Tensor) -> None:
         weights = weights.detach().double().cpu()
         z = logit(weights)
-        kept = z if self.kept is None else z[:, self.kept]
+        # kept in float32; the squares come from the same rounded values as the Gram matrix, so that two equal maps
+        # differ by exactly nothing
+        kept = (z if self.kept is None else z[:, self.kept]).float()
         values = {"low": (weights < LOW).double().mean(1), "high": (weights > HIGH).double().mean(1),
-                  "mean": weights.mean(1), "within": z.var(1, correction=0), "square": kept.square().mean(1)}
+                  "mean": weights.mean(1), "within": z.var(1, correction=0),
+                  "square": kept.double().square().mean(1)}
         for key, value in values.items():
             self.parts.setdefault(key, []).append(value.numpy())
-        self.logits.append(kept.float())
+        self.logits.append(kept)
         self.histogram += np.histogram(weights.numpy(), bins=BINS, range=(0.0, 1.0))[0]
 
     def samples(self, location: str, kind: str) -> MapSamples:

@@ -8,6 +8,12 @@ For every weight map a model computes (see `model.probes`), streamed over batche
 - `across_image_std`: how much one weight varies from image to image, averaged over the map's entries: a weight
   that never changes is a constant, not a *conditional* weight;
 and a histogram of all values in [0, 1]. The app and the notebooks show the same numbers.
+
+These statistics describe each map as the network computes it; they do not compare two families like for like (CSW
+has two maps, M_c and M_s, where Lite-HRNet has one; the within-image spread runs over channels, positions or both
+depending on the map; and in sigmoid space a saturated weight has a small spread by construction). The paper's claim
+is tested by `workbench.interpret.claim`, which matches the maps block by block and measures both families the same
+way, with bootstrap intervals.
 """
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ QUICK_PARAMETERS: dict[str, dict[str, Any]] = {
     "03_evaluation": {"sets": ["coco-sample-gt"], "untrained": ["lite_csw_hrnet"], "flip": False},
     "04_inside_csw": {"sets": ["coco-sample"], "locations": ["stage2/module0/block0/branch0/single",
                                                             "stage3/module0/block0/cross"],
-                      "split": "coco-sample"},
+                      "split": "coco-sample", "rounds": 100},
 }
 """Small parameters per notebook: every cell runs, on a few images, in well under a minute each."""
 

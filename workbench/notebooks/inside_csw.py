@@ -2,6 +2,12 @@
 heatmaps, weight maps at chosen locations, Grad-CAM for every joint), the numbers that say what those pictures show,
 and readings written from those numbers, so that they stay true whatever the weights.
 
+Then the paper's motivating claim over a whole split: the like-for-like statistics of `workbench.interpret.claim`
+(`split_claim`, `claim_tables`, `matched_reading`), the spatial weight at the joints (`joints_reading`), the
+ablation of `workbench.evaluation.ablation` (`ablation_runs`, `ablation_frame`, `ablation_reading`: each group of
+weighting functions replaced by its dataset mean or by 0.5, per stage and function by default because one evaluation
+per weighting function is out of reach on a 2-core CPU), and what the data can carry (`data_statement`).
+
 Models come from the zoo's cache (`workbench.zoo.cache`: the best manifest weights, else the seeded random
 initialisation, labelled untrained).
 """
@@ -29,6 +35,13 @@ from workbench.data.images import read_image
 from workbench.inference import PoseEstimate, estimate_pose, model_device
 from workbench.data.keypoints import JOINT_NAMES
 from workbench.interpret.weight_stats import HIGH, LOW, WeightMapStats, weight_statistics
+from workbench.interpret.claim import CROSS_MULTIPLIER, KIND_LABELS, KINDS, LOGIT_EPS, ROUNDS, SINGLE_CHANNEL, \
+    SINGLE_SPATIAL, ClaimSamples, claim_samples, joint_contrast, like_for_like
+from workbench.evaluation.ablation import MODES, AblationRun, ablate, estimated_seconds, first_instances, \
+    weighting_groups
+from workbench.common.paths import data_root
+from workbench.data.coco import read_json
+from workbench.zoo.manifest import read_manifest
 
 CAM_RADIUS_FRACTION = 1 / 16
 """A Grad-CAM peak "at its joint" lies within this fraction of the crop height of it (16 px at 256x192)."""
@@ -348,7 +361,10 @@ def split_statistics(models: Sequence[LoadedModel], eval_set: EvalSet, batch_siz
 
 def claim_reading(statistics: Mapping[str, list[WeightMapStats]], models: Sequence[LoadedModel], split: str) -> str:
     """Markdown: the paper's claim that Lite-HRNet learns its weights inadequately, set against the measured
-    saturation and variation of each model's weights over `split` (every weight map counted equally)."""
+    saturation and variation of each model's weights over `split` (every weight map counted equally).
+
+    Not like for like (CSW's M_c and M_s counted as separate maps against Lite-HRNet's, spreads over different
+    axes, sigmoid space): the notebook reads the claim with `matched_reading` instead."""
     lines = ["**The claim.** The paper says Lite-HRNet's conditional weights are learned inadequately. If so, they "
              "should sit saturated near 0 or 1, or barely change from image to image (a constant rather than a "
              "conditional weight), more than Lite CSW-HRNet's do.", "",
@@ -371,3 +387,323 @@ def claim_reading(statistics: Mapping[str, list[WeightMapStats]], models: Sequen
         lines += ["", f"On these measures {first}'s weights saturate {_relation(s1, s2)} {second}'s and vary "
                       f"{_relation(a1, a2)} {second}'s from image to image."]
     return "\n".join(lines + _untrained_note(models))
+
+
+# The claim like for like (`workbench.interpret.claim`), the ablation (`workbench.evaluation.ablation`), and what the
+# data can carry: the notebook's second half.
+
+DATA_DESCRIPTIONS = {"fashion-pose": "studio photos, one standing person each"}
+"""What the sample data sets hold, by the first folder of their annotation file (for the readings)."""
+
+
+def claim_dataset(eval_set: EvalSet, input_size: tuple[int, int] = (256, 192), limit: int | None = None):
+    """The crops of the ground-truth people of `eval_set` (its first `limit` if given), for the claim and the
+    ablation alike."""
+    return first_instances(dataset_of(eval_set, tuple(input_size), ground_truth=True), limit)
+
+
+def split_claim(models: Sequence[LoadedModel], eval_set: EvalSet, batch_size: int = 16,
+                limit: int | None = None) -> dict[str, ClaimSamples]:
+    """`claim_samples` of each model with weighting functions over the crops of `eval_set`, by model name."""
+    samples = {}
+    for loaded in models:
+        network = loaded.network
+        dataset = claim_dataset(eval_set, network.input_size, limit)
+        with loaded.lock:
+            found = claim_samples(network, DataLoader(dataset, batch_size=batch_size, shuffle=False))
+        if found.maps:
+            samples[loaded.name] = found
+    return samples
+
+
+def claim_pair(samples: Mapping[str, ClaimSamples]) -> list[str]:
+    """The models to compare, Lite CSW-HRNet first: the model with spatial weights (M_s) before the one without;
+    one name when only one model has weighting functions."""
+    return sorted(samples, key=lambda name: not any(kind == SINGLE_SPATIAL for _, kind in samples[name].maps))[:2]
+
+
+def claim_tables(samples: Mapping[str, ClaimSamples], level: str = "kind",
+                 rounds: int = ROUNDS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`like_for_like` and `joint_contrast` of the pair of `claim_pair` at `level` ("kind", "stage", "block")."""
+    names = claim_pair(samples)
+    pair = [samples[name] for name in names] + [None] * (2 - len(names))
+    return (like_for_like(*pair, names=names, level=level, rounds=rounds),
+            joint_contrast(*pair, names=names, level=level, rounds=rounds))
+
+
+def _line(table: pd.DataFrame, kind: str, statistic: str) -> pd.Series | None:
+    found = table[(table["kind"] == kind) & (table["statistic"] == statistic)]
+    return None if found.empty else found.iloc[0]
+
+
+def _value(row: pd.Series, name: str, percent: bool = False) -> str:
+    scale, digits, unit = (100.0, 1, "%") if percent else (1.0, 3, "")
+    if np.isnan(row[f"{name} low"]):
+        return f"{scale * row[name]:.{digits}f}{unit}"
+    return f"{scale * row[name]:.{digits}f}{unit} [{scale * row[f'{name} low']:.{digits}f}, " \
+           f"{scale * row[f'{name} high']:.{digits}f}]"
+
+
+def _sign(row: pd.Series) -> int:
+    """+1 / -1 when the paired interval of the difference lies above / below zero, 0 when it holds zero."""
+    if np.isnan(row["difference low"]):
+        return 0
+    return 1 if row["difference low"] > 0 else -1 if row["difference high"] < 0 else 0
+
+
+def _label(kind: str) -> str:
+    label = KIND_LABELS.get(kind, kind)
+    return label[:1].upper() + label[1:]
+
+
+def _compared(sign: int, more: str, less: str, alike: str) -> str:
+    return more if sign > 0 else less if sign < 0 else alike
+
+
+def _goes(count: int) -> str:
+    return f"{count} goes" if count == 1 else f"{count} go"
+
+
+def matched_reading(table: pd.DataFrame, split: str, rounds: int = ROUNDS) -> str:
+    """Markdown: the like-for-like table (`claim_tables` at level "kind") in words, and how each matched comparison
+    bears on the paper's claim (Lite-HRNet's weights saturate more and depend less on the image than CSW's)."""
+    names = [c for c in table.columns[6:] if not c.endswith((" low", " high")) and c != "difference"]
+    crops = int(table["images"].iloc[0]) if len(table) else 0
+    lines = [f"**Measured over {split}** ({crops} crops; every map counts equally; in brackets the 95% bootstrap "
+             f"interval over images, {rounds} rounds, paired for the difference between the models; saturated means "
+             f"below {LOW} or above {HIGH}; spreads are standard deviations of the logit):"]
+    verdicts = []
+    for kind in KINDS:
+        saturated, across = _line(table, kind, "saturated"), _line(table, kind, "across-image std (logit)")
+        within, share = _line(table, kind, "within-image std (logit)"), _line(table, kind, "share across images")
+        if saturated is None:
+            continue
+        if len(names) == 2 and not np.isnan(saturated[names[1]]):
+            first, second = names
+            lines.append(
+                f"- {_label(kind)} ({saturated['maps']} blocks in both): saturated {_value(saturated, first, True)} "
+                f"against {_value(saturated, second, True)}; one weight's spread across images "
+                f"{_value(across, first)} against {_value(across, second)}, within one image {_value(within, first)} "
+                f"against {_value(within, second)}; share of the spread across images {_value(share, first)} "
+                f"against {_value(share, second)}. "
+                + _compared(_sign(saturated), f"{first}'s weights saturate more than {second}'s",
+                            f"{first}'s weights saturate less than {second}'s",
+                            f"{first}'s and {second}'s weights saturate alike (the difference's interval holds 0)")
+                + "; " + _compared(_sign(share), f"{first}'s share across images is higher",
+                                   f"{first}'s share across images is lower",
+                                   "their shares across images cannot be told apart") + ".")
+            # the claim: Lite-HRNet's (second) saturate more (difference first - second below 0) and depend less on
+            # the image (difference in the share above 0)
+            verdicts += [-_sign(saturated), _sign(share)]
+            mean = _line(table, kind, "mean weight")
+            if kind == CROSS_MULTIPLIER and _sign(mean) < 0:
+                lines.append(f"  {first}'s multiplier is a product of two sigmoids, whose mean weight is "
+                             f"{_value(mean, first)} against {_value(mean, second)}: more of it falls below {LOW} "
+                             "without either factor saturating. Spreads in logit space, and the share across images, "
+                             "hardly depend on that scale.")
+        else:
+            lines.append(f"- {_label(kind)} ({saturated['maps']} blocks, {names[0]} alone): saturated "
+                         f"{_value(saturated, names[0], True)}; spread across images {_value(across, names[0])}, "
+                         f"within one image {_value(within, names[0])}; share across images "
+                         f"{_value(share, names[0])}.")
+    if verdicts:
+        with_claim, against = verdicts.count(1), verdicts.count(-1)
+        lines += ["", f"**What this says about the claim.** If {names[1]}'s weights were learned inadequately in the paper's "
+                      f"sense, they would saturate more and depend less on the image than {names[0]}'s. Of the "
+                      f"{len(verdicts)} like-for-like comparisons above (saturation and share across images, per "
+                      f"matched kind), {_goes(with_claim)} the way the claim predicts, {_goes(against)} the other "
+                      f"way, and {len(verdicts) - with_claim - against} cannot be told apart on these crops."]
+    return "\n".join(lines)
+
+
+def joints_reading(contrast: pd.DataFrame, split: str) -> str:
+    """Markdown: the paper's reason (1) over the split (`claim_tables`' joint contrast at level "kind")."""
+    names = [c for c in contrast.columns[6:] if not c.endswith((" low", " high")) and c != "difference"]
+    lines = [f"**Reason (1), the joints, over {split}.** The mean spatial weight at the cells holding a labelled joint "
+             "over the mean at the other cells (above 1: the weighting favours the joints):"]
+    for kind in KINDS:
+        ratio = _line(contrast, kind, "ratio")
+        if ratio is None:
+            continue
+        if len(names) == 2 and not np.isnan(ratio[names[1]]):
+            first, second = names
+            lines.append(f"- {_label(kind)}, averaged over channels: {_value(ratio, first)} for {first}, "
+                         f"{_value(ratio, second)} for {second}; "
+                         + _compared(_sign(ratio), f"{first}'s favour the joints more than {second}'s",
+                                     f"{first}'s favour the joints less than {second}'s",
+                                     "this split cannot tell their preference for the joints apart")
+                         + f" (difference {ratio['difference']:+.3f} [{ratio['difference low']:+.3f}, "
+                           f"{ratio['difference high']:+.3f}]).")
+        else:
+            other = f" {names[1]} has no spatial weights here (its SE weights are constant over space)." \
+                if len(names) == 2 else ""
+            lines.append(f"- {_label(kind)}: {_value(ratio, names[0])} for {names[0]}.{other}")
+    return "\n".join(lines)
+
+
+def ablation_runs(models: Sequence[LoadedModel], eval_set: EvalSet, groupings: str | Sequence[str] = "stage-function",
+                  rounds: int = ROUNDS, limit: int | None = None, batch_size: int = 32,
+                  progress: bool = False) -> list[AblationRun]:
+    """`ablate` of each model with weighting functions on the crops of `eval_set` (both replacements, no flip)."""
+    runs = []
+    for loaded in models:
+        network = loaded.network
+        if not weighting_groups(network, groupings):
+            continue
+        dataset = claim_dataset(eval_set, network.input_size, limit)
+        with loaded.lock:
+            runs.append(ablate(network, dataset, model=loaded.name, groupings=groupings, rounds=rounds,
+                               batch_size=batch_size, progress=progress))
+    return runs
+
+
+def ablation_frame(runs: Sequence[AblationRun]) -> pd.DataFrame:
+    """One line per model, group and replacement: the AP of the unmodified network and with the replacement, and
+    the drop with its paired 95% bootstrap interval over images."""
+    lines = []
+    for run in runs:
+        for item in run.ablations:
+            lines.append({"model": item.model, "weighting functions replaced": item.group, "maps": item.maps,
+                          "replaced by": item.mode, "AP": round(item.ap_full, 3),
+                          "AP replaced": round(item.ap_replaced, 3),
+                          "AP drop [95% interval]": f"{item.drop:+.3f} [{item.low:+.3f}, {item.high:+.3f}]",
+                          "P(drop > 0)": round(item.drop_above_zero, 3)})
+    return pd.DataFrame(lines)
+
+
+MODE_WORDS = {"dataset mean": "its dataset mean", "constant 0.5": "the constant 0.5"}
+GROUPING_WORDS = {"function": "each weighting function on its own",
+                  "stage-kind": "stage, function (cross- or single-resolution) and kind of map",
+                  "stage-function": "stage and function (the cross- or single-resolution functions of one stage "
+                                    "together, M_c and M_s together)",
+                  "all": "every weighting function at once"}
+
+
+def _drops(run: AblationRun, mode: str, sign: int) -> list[str]:
+    chosen = [item for item in run.ablations if item.mode == mode
+              and (item.low > 0 if sign > 0 else item.high < 0 if sign < 0 else item.low <= 0 <= item.high)]
+    return [f"{item.group} {item.drop:+.3f} [{item.low:+.3f}, {item.high:+.3f}]" for item in chosen]
+
+
+def ablation_reading(runs: Sequence[AblationRun], models: Sequence[LoadedModel], threads: int,
+                     batch_size: int = 32) -> str:
+    """Markdown: what the ablation cost (one evaluation, the whole run, and what finer groups would take), and which
+    weighting functions the networks lose AP without, model by model."""
+    if not runs:
+        return "No model has weighting functions to replace."
+    networks = {loaded.name: loaded.network for loaded in models}
+    groupings = ", then ".join(GROUPING_WORDS.get(g, g) for g in runs[0].groupings)
+    costs = "; ".join(f"{run.baseline_seconds:.0f} s for {run.model}" for run in runs)
+    total = sum(run.seconds for run in runs)
+    finest = sum(estimated_seconds(networks[run.model], run.baseline_seconds, "function") for run in runs)
+    functions = sum(len(weighting_groups(networks[run.model], "function")) for run in runs)
+    lines = [f"**Cost.** One evaluation of the {runs[0].crops} crops (no flip, batch {batch_size}, {threads} "
+             f"thread{'s' if threads != 1 else ''}) took {costs}. The ablation made "
+             f"{sum(run.evaluations for run in runs)} evaluations, with their bootstraps, in {total / 60:.1f} minutes. "
+             f"Each of the {functions} weighting functions on its own, with both replacements, would take about "
+             f"{finest / 60:.0f} minutes of evaluations here, so the functions are replaced per {groupings}.", "",
+             "**What each network loses** (AP drop, unmodified minus replaced, 95% paired bootstrap interval over "
+             "images):"]
+    for run in runs:
+        for mode in MODES:
+            lost, gained, none = _drops(run, mode, 1), _drops(run, mode, -1), _drops(run, mode, 0)
+            parts = []
+            if lost:
+                parts.append("loses AP without " + ", ".join(lost))
+            if gained:
+                parts.append("gains AP without " + ", ".join(gained))
+            if none:
+                parts.append("no drop the interval tells from zero for " + ", ".join(none))
+            if parts:
+                lines.append(f"- {run.model}, each group replaced by {MODE_WORDS.get(mode, mode)}: "
+                             + "; ".join(parts) + ".")
+    if len(runs) > 1:
+        counts = [f"{_count(len(_drops(run, mode, 1)), 'group', 'groups')} of {len(run.ablations) // len(MODES)} "
+                  f"for {run.model}" for mode in MODES for run in runs]
+        half = len(runs)
+        lines.append(f"- Counted: replaced by its dataset mean, a group costs AP (interval above zero) in "
+                     f"{', '.join(counts[:half])}; replaced by 0.5, in {', '.join(counts[half:])}.")
+    lines += ["", "A weighting whose replacement by its dataset mean costs nothing computes, in effect, a constant: "
+                  "what it learned is the average pattern, not a weight conditioned on the image. The constant 0.5 "
+                  "(every sigmoid at its midpoint; CSW's M_c (x) M_s is then 0.25) also removes that pattern and "
+                  "rescales the features in a way the layers after it never saw in training, so its drop says how "
+                  "much the network leans on the weighting at all, not how well the weighting was learned."]
+    return "\n".join(lines)
+
+
+def _run_record(name: str) -> dict:
+    entry = next((e for e in read_manifest() if e.name == name), None)
+    return entry.run if entry is not None else {}
+
+
+def _training_set(train: str) -> str:
+    """The data set of a training annotation file as the manifest records it: the first folder of a path relative to
+    the data folder ("fashion-pose"), else the file's name (never a path of the machine that trained)."""
+    if not train:
+        return "unknown data"
+    path = Path(train)
+    return path.parts[0] if not path.is_absolute() and len(path.parts) > 1 else path.name
+
+
+def data_statement(models: Sequence[LoadedModel], crops: int, split: str) -> str:
+    """Markdown: what the weights were trained on (from the manifest: photos, epochs, seeds), what the crops are,
+    and what would settle the question; written from the manifest and the data files, so it follows the weights."""
+    lines = ["**What these numbers can carry.**"]
+    sets, seeds = set(), {}
+    for loaded in models:
+        if not loaded.trained:
+            lines.append(f"- {loaded.name}: untrained (random initialisation).")
+            continue
+        run = _run_record(loaded.weights)
+        train = str((run.get("data") or {}).get("train", ""))
+        folder = _training_set(train)
+        sets.add(folder)
+        photos = ""
+        if train and (data_root() / train).is_file():
+            photos = f"{len(read_json(data_root() / train, 'training annotations').get('images', [])):,} photos of "
+        runs = [e for e in read_manifest() if e.model == loaded.name and
+                str((e.run.get("data") or {}).get("train", "")) == train]
+        seeds[loaded.name] = len({e.run.get("seed") for e in runs}) or 1
+        described = DATA_DESCRIPTIONS.get(folder, "")
+        lines.append(f"- {loaded.name} (`{loaded.weights}`): {run.get('epochs', '?')} epochs on {photos}{folder}"
+                     + (f" ({described})" if described else "") + f", seed {run.get('seed', '?')}; "
+                     f"{seeds[loaded.name]} trained run{'s' if seeds[loaded.name] != 1 else ''} of this model on "
+                     "these data in the manifest.")
+    coco = any("coco" in folder.lower() or "2017" in folder for folder in sets)
+    one_seed = all(count == 1 for count in seeds.values())
+    lines.append(f"- The statistics and the ablation use {crops} crops of {split}; the intervals cover the choice of "
+                 "these crops only" + (", not the spread between training runs: one seed per model, so a second "
+                                        "seed could move any number here" if one_seed else "") + ".")
+    if not coco:
+        lines.append("- None of these weights saw COCO, where the paper makes its claim about Lite-HRNet's weights.")
+    lines += ["", "**What would settle the question**: the same tables and ablation for weights trained on COCO "
+                  "train2017 with the paper's recipe, several seeds per model (so that the spread between runs is "
+                  "measured, not assumed), on the crops of COCO val2017 (set `split`, `split_limit` and the models' "
+                  "weights accordingly)."]
+    return "\n".join(lines + _untrained_note(models))
+
+
+def claim_method(samples: Mapping[str, ClaimSamples], split: str, rounds: int = ROUNDS) -> str:
+    """Markdown: what the like-for-like tables compare and how each number is measured (thresholds, logit space,
+    averaging, intervals), with the counts of matched blocks of the models in `samples` over `split`."""
+    names = claim_pair(samples)
+    lines = [f"**What is compared, over {split}.** Each statistic sets side by side what plays the same part in the "
+             "same block:"]
+    lines += [f"- {_label(kind)}" for kind in KINDS]
+    if len(names) == 2:
+        first, second = (samples[name] for name in names)
+        shared = [key for key in first.maps if key in second.maps]
+        left = [key for key in second.maps if key not in first.maps]
+        lines.append(f"\nOnly blocks both networks have: {sum(k[1] == SINGLE_CHANNEL for k in shared)} single-resolution "
+                     f"and {sum(k[1] == CROSS_MULTIPLIER for k in shared)} cross-resolution functions; "
+                     f"{len(left)} of {names[1]}'s, in blocks {names[0]} does not have, are left out.")
+    lines += ["", f"*Saturated*: a weight below {LOW} or above {HIGH}. *Spreads* are standard deviations of the logit "
+                  f"log(w / (1 - w)) (weights clipped to [{LOGIT_EPS:g}, 1 - {LOGIT_EPS:g}]), where a saturated "
+                  "weight keeps its spread instead of being squeezed by the sigmoid: *across images*, the root of the "
+                  "mean over a map's entries of each entry's variance over images; *within one image*, the root of "
+                  "the mean over images of the variance over the map's entries; the *share across images* is "
+                  "across² / (across² + within²): 0 for a fixed pattern that ignores the image, 1 for a map that "
+                  "moves as a whole with it. Every map counts equally in an average. In brackets: 95% percentile "
+                  f"bootstrap intervals over images ({rounds} rounds), the same draws for both models, so that the "
+                  "difference's interval is paired."]
+    return "\n".join(lines)

@@ -22,7 +22,7 @@ from torch import nn
 from workbench.common.errors import WorkbenchError
 from workbench.data.images import read_image
 from workbench.detection.download import resolve_detector
-from workbench.detection.yolox import PersonDetector
+from workbench.detection.yolox import SCORE_THRESHOLD, PersonDetector
 from workbench.prediction.people import Person, estimate_people
 from workbench.prediction.tracking import Tracker
 from workbench.prediction.video import is_video, read_frames
@@ -36,8 +36,8 @@ ENGINES = ("auto", "onnx", "torch")
 """Where the pose network runs: "onnx" (ONNX Runtime on the CPU, the project's export at batch 1), "torch" (PyTorch
 eager, on any device), "auto" (ONNX Runtime on the CPU, where `benchmarks/predict_speed.py` measures it several
 times faster than eager PyTorch for these networks; PyTorch on CUDA)."""
-DETECTION_THRESHOLD = 0.25
-"""The lowest person-box score kept: YOLOX-Nano gives partly hidden people scores near 0.3."""
+DETECTION_THRESHOLD = SCORE_THRESHOLD
+"""The lowest person-box score kept (the detector's default, see there)."""
 
 
 @dataclass(frozen=True)
