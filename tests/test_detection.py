@@ -25,7 +25,7 @@ from pycocotools.cocoeval import COCOeval
 from workbench.common.errors import WorkbenchError
 from workbench.data.images import read_image
 from workbench.detection.download import DETECTOR_ENV, PinnedFile, cache_dir, download_pinned, resolve_detector
-from workbench.detection.yolox import PersonDetector, decode_outputs, grid_cells, letterbox
+from workbench.detection.yolox import SCORE_THRESHOLD, PersonDetector, decode_outputs, grid_cells, letterbox
 
 @pytest.fixture(scope="module")
 def detector(detector_path: Path) -> PersonDetector:
@@ -186,8 +186,8 @@ def test_shared_detector_gives_raw_grid_output(detector: PersonDetector, data_ro
 
 def test_shared_detector_finds_the_five_people(detector: PersonDetector, data_root: Path) -> None:
     found = detector.detect(read_image(data_root / "coco-sample" / "000000196141.jpg"))
-    assert len(found) >= 4
-    assert (np.diff(found.scores) <= 0).all() and found.scores.min() >= 0.3
+    assert len(found) == 5  # the fifth, partly hidden, scores just under 0.3: hence SCORE_THRESHOLD 0.25
+    assert (np.diff(found.scores) <= 0).all() and found.scores.min() >= SCORE_THRESHOLD
 
 
 def test_shared_detector_person_ap(detector_path: Path, data_root: Path) -> None:
