@@ -20,7 +20,6 @@ from workbench.common.errors import WorkbenchError
 from workbench.common.paths import REPO_ROOT
 from workbench.training import distributed
 from workbench.training.checkpointing import load_checkpoint, restore_cuda_rng, restore_rng, capture_rng
-from workbench.training.data import init_worker
 
 FASHION = "lite_csw_hrnet_256x192_fashion"
 TINY = ["model.input_size=[64,64]", "data.subset=48", "validation.subset=8", "train.batch_size=4", "train.epochs=3",
@@ -109,6 +108,7 @@ from workbench.training.data import init_worker
 
 def work(ready):
     import cv2
+    cv2.warpAffine(cv2.UMat(64, 64, cv2.CV_8UC3).get(), cv2.getRotationMatrix2D((32, 32), 10, 1), (64, 64))
     init_worker(0)
     os.kill(os.getpid(), signal.SIGTERM)  # from another process than the parent (here itself): ignored
     os.kill(os.getpid(), signal.SIGINT)
@@ -116,6 +116,8 @@ def work(ready):
     time.sleep(60)
 
 if __name__ == "__main__":
+    import cv2
+    cv2.setNumThreads(1)  # as build_train_loader does before its workers fork
     multiprocessing.set_start_method("fork")
     ready = multiprocessing.Queue()
     worker = multiprocessing.Process(target=work, args=(ready,), daemon=True)

@@ -126,7 +126,7 @@ def heatmap_grid_figure(heatmaps: np.ndarray, scores: np.ndarray | None = None,
     peaks = heatmaps.max(axis=(1, 2)) if scores is None else scores
     for index, (name, peak) in enumerate(zip(names, peaks)):
         top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
-        axes.text(left + 1, top + 1, f"{name}\n{peak:.2f}", fontsize=9, color="white", va="top",
+        axes.text(left + 1, top + 1, f"{name} {peak:.2f}", fontsize=8, color="white", va="top",
                   bbox={"boxstyle": "square,pad=0.1", "facecolor": "black", "alpha": 0.55, "linewidth": 0})
     axes.set_axis_off()
     axes.set_title(title, fontsize=10)

@@ -16,6 +16,7 @@ import signal
 import threading
 from typing import Any, Iterator
 
+import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
@@ -117,8 +118,8 @@ def collate_training(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def init_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: a loader worker ignores SIGINT, ends on SIGTERM only when its own parent sends
-    it, and runs OpenCV on one thread.
+    """DataLoader `worker_init_fn`: a loader worker ignores SIGINT and ends on SIGTERM only when its own parent
+    sends it.
 
     Ctrl-C reaches the whole foreground process group, and torchrun (and SLURM) send SIGTERM to each rank's whole
     process group: a worker that died of it would make the DataLoader raise in the main process before that process
@@ -133,9 +134,6 @@ def init_worker(worker_id: int) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         threading.Thread(target=_end_on_sigterm_from, args=(os.getppid(),), daemon=True,
                          name="sigterm-from-parent").start()
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def _end_on_sigterm_from(parent: int) -> None:
@@ -150,9 +148,14 @@ def build_train_loader(dataset: CocoKeypoints, batch_size: int, workers: int, *,
     """A DataLoader over `dataset` with a ResumableSampler (as `loader.sampler`); drops the last partial batch.
 
     With workers > 0 the workers persist across epochs, prefetch 4 batches each and ignore Ctrl-C and any SIGTERM
-    not sent by their parent (the main process handles them, `init_worker`); `pin_memory` for CUDA.
+    not sent by their parent (the main process handles them, `init_worker`); `pin_memory` for CUDA. With workers,
+    OpenCV runs on one thread, set here in the main process before the workers fork: OpenCV's pool in every worker
+    of every rank would oversubscribe the cores, and resizing that pool inside a forked worker deadlocks once the
+    parent has used it.
     """
     sampler = ResumableSampler(len(dataset), num_replicas, rank, seed)
+    if workers > 0:
+        cv2.setNumThreads(1)
     return DataLoader(EpochIndexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate_training, pin_memory=pin_memory, drop_last=True,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
