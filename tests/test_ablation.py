@@ -21,13 +21,7 @@ from workbench.zoo.loader import load
 CSW_WEIGHTS = "lite_csw_hrnet_256x192_fashion"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads wait on each other far more than they gain."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the shared fixture of conftest.py
 
 
 def test_groups_cover_every_weight_map_once():

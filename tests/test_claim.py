@@ -19,13 +19,7 @@ from workbench.notebooks.inside_csw import claim_pair, joints_reading, matched_r
 SE = "stage2/module0/block0/branch0/single/channel"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads wait on each other far more than they gain."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the shared fixture of conftest.py
 
 
 def _sigmoid(z: np.ndarray) -> torch.Tensor:

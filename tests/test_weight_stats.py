@@ -9,13 +9,7 @@ from model import build_model, run_with_probes
 from workbench.interpret.weight_stats import BINS, pooled_histogram, summary_rows, weight_statistics
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads wait on each other far more than they gain."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the shared fixture of conftest.py
 
 
 @pytest.fixture(scope="module")
