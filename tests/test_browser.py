@@ -1,5 +1,6 @@
 """The app in a real browser: headless Chromium (Debian's package) driven by Playwright uploads a photo of five
-people, runs Inspect, sees the skeleton and the weight maps, picks another person, and takes a screenshot. The README's docs/app.png is regenerated
+people, runs Inspect, sees the skeleton and the weight maps, picks another person, and takes a screenshot; a broken
+upload shows its message once. The README's docs/app.png is regenerated
 with `WORKBENCH_SCREENSHOT=docs/app.png python -m pytest tests/test_browser.py` (by default the screenshot goes to a
 temporary folder, so the tests leave the repository as they found it).
 
@@ -91,3 +92,25 @@ def test_inspect_in_a_browser_finds_the_people_and_shows_the_chosen_one(chromium
         finally:
             browser.close()
     assert cv2.imread(str(screenshot)).shape[1] == 1440
+
+
+@pytest.mark.slow
+def test_a_bad_upload_shows_its_message_once(chromium, app_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_text("this is not an image\n")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(app_url)
+            page.locator("#image-upload input[type=file]").set_input_files(str(broken))
+            toast = page.locator(".toast-body")
+            expect(toast).to_contain_text("broken.jpg cannot be decoded", timeout=60_000)
+            page.wait_for_timeout(3000)
+            assert toast.count() == 1
+            assert toast.inner_text().count("cannot be decoded") == 1
+            assert page.locator("#run-inspect").bounding_box()["y"] < 900
+        finally:
+            browser.close()

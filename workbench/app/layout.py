@@ -127,17 +127,25 @@ def build_app(workbench: Workbench) -> gr.Blocks:
 
         model.change(readable(model_changed), model, [weight, weight_note], api_visibility="private")
         weight.change(training_note, weight, weight_note, api_visibility="private")
-        upload.upload(lambda: None, None, example, api_visibility="private")
-        example.input(lambda: None, None, upload, api_visibility="private")
-        for trigger in (upload.change, example.change, box_mode.change, box_text.submit, detection.change):
-            trigger(readable(workbench.preview), image_inputs, preview, api_visibility="private")
 
         def detections_changed(path, image_file, example_name):
             choices = workbench.detections(path, image_file, example_name)
             return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
-        for trigger in (detections.change, upload.change, example.change):
-            trigger(readable(detections_changed), [detections, upload, example], detection, api_visibility="private")
+        # Only the user's own actions redraw the preview, each exactly once (a chain of .change events would run it
+        # once per component the chain updates, and show one error as many times).
+        def redraw(event) -> None:
+            event.then(readable(detections_changed), [detections, upload, example], detection,
+                       api_visibility="private") \
+                .success(readable(workbench.preview), image_inputs, preview, api_visibility="private")
+
+        redraw(upload.upload(lambda: None, None, example, api_visibility="private"))
+        redraw(example.input(lambda: None, None, upload, api_visibility="private"))
+        for trigger in (upload.clear, detections.change):
+            trigger(readable(detections_changed), [detections, upload, example], detection, api_visibility="private") \
+                .success(readable(workbench.preview), image_inputs, preview, api_visibility="private")
+        for trigger in (box_mode.input, box_text.submit, detection.input):
+            trigger(readable(workbench.preview), image_inputs, preview, api_visibility="private")
 
         panels = [status, skeleton, table, grid, merged, weight_maps, gradcam, downloads, result_state]
 
