@@ -1,7 +1,7 @@
 """Shared fixtures. `data_root`: the shared data folder, and `detector_path`: the shared person detector beside it;
 tests that need them skip when they are missing, but fail when the CI environment variable is set (CI must have
 them). `stand_in_model` and `stand_in_onnx`: a tiny pose network, as a torch module and as an ONNX file, for tests
-of the pipeline around a model."""
+of the pipeline around a model. The longest test files run first (`LONGEST_FIRST`)."""
 from __future__ import annotations
 
 import os
@@ -14,6 +14,17 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from workbench.common.paths import DATA_ENV, data_root as shared_data_root, models_root
+
+
+LONGEST_FIRST = ("test_notebooks.py", "test_app.py", "test_complexity.py", "test_training.py", "test_predict.py",
+                 "test_export.py")
+"""The test files that take longest (`pytest --durations`), run first: the parallel workers (pytest-xdist, one file
+per worker at a time) then finish together instead of one of them running a long file alone at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def _in_ci() -> bool:

@@ -61,11 +61,17 @@ def test_every_third_party_import_of_the_code_is_a_declared_dependency():
     assert [name for marker, name in INDIRECT.items() if marker in code and name not in declared] == []
 
 
+PLUGIN_OPTIONS = {"-n": "pytest-xdist"}
+"""pytest options of the configuration's addopts -> the plugin distribution that provides them (used, not imported)."""
+
+
 def test_the_tests_import_only_dependencies_and_the_test_extra_which_they_all_use():
     imports = _third_party_imports("tests", "benchmarks")
     assert _undeclared(imports, PROJECT["dependencies"] + TEST_EXTRA) == []
     providers = packages_distributions()
     used = {_name(d) for module in imports for d in providers.get(module, [])}
+    addopts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    used |= {plugin for option, plugin in PLUGIN_OPTIONS.items() if option in addopts.split()}
     assert [d for d in TEST_EXTRA if _name(d) not in used] == []  # nothing in the extra that no test imports
     assert not {_name(d) for d in PROJECT["dependencies"]} & {_name(d) for d in TEST_EXTRA}
     assert not {"pytest", "playwright"} & {_name(d) for d in PROJECT["dependencies"]}  # the launch stays lean

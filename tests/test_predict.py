@@ -15,7 +15,7 @@ import pytest
 from workbench.cli import main
 from workbench.data.images import read_image
 from workbench.inference import PoseEstimate
-from workbench.prediction.api import Predictor, PredictOptions, predict
+from workbench.prediction.api import Predictor, PredictOptions, _predictor, predict
 from workbench.prediction.people import Person
 from workbench.prediction.render import draw_people
 from workbench.prediction.tracking import Tracker, box_iou
@@ -71,6 +71,7 @@ def test_predict_api_on_paths_arrays_and_lists(detector_path, data_root):
     one = predict(image, detector=detector_path, options=options)
     assert isinstance(one, list) and all(isinstance(p, Person) for p in one) and len(one) >= 4
     several = predict([image, str(image)], detector=detector_path, options=options)
+    assert _predictor.cache_info().hits >= 1  # the second call with the same settings reuses the loaded networks
     assert len(several) == 2 and [len(p) for p in several] == [len(one)] * 2
     whole = predict(np.full((64, 48, 3), 128, np.uint8), detector=False, options=options)
     assert len(whole) == 1 and np.array_equal(whole[0].box, [0, 0, 48, 64])

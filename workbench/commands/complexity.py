@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="skip the ONNX Runtime timings")
     parser.add_argument("--counts-only", action="store_true", help="count parameters and FLOPs only; no timing")
     parser.add_argument("--quick", action="store_true",
-                        help="CI mode: 3 rounds, 1 warm-up, --threads only, throughput at batch 2, 'jit' compiled path")
+                        help="CI mode: 3 rounds, 1 warm-up, --threads only, throughput at batch 1, 'jit' compiled path")
     parser.add_argument("--metrics", nargs="+", type=Path, default=[], metavar="JSON",
                         help="metrics.json files of `python -m workbench evaluate`: the project's measured APs, "
                              "plotted beside the paper's")

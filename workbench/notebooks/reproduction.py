@@ -44,7 +44,7 @@ def table_rows(models: Sequence[str] | None = None,
 
 
 def speed_settings(mode: str, threads: int) -> SpeedSettings | None:
-    """How latency is measured: "none" (counts only), "quick" (`QUICK_SPEED`: 3 rounds, throughput at batch 2) or
+    """How latency is measured: "none" (counts only), "quick" (`QUICK_SPEED`: 3 rounds, throughput at batch 1) or
     "full" (`SpeedSettings` defaults: 30 rounds, throughput at batch 32), on `threads` CPU threads."""
     if mode not in SPEED_MODES:
         raise WorkbenchError(f"unknown speed mode {mode!r}; choose one of {', '.join(SPEED_MODES)}.")

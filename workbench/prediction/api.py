@@ -9,6 +9,7 @@ a stream of video frames through them.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,14 +117,23 @@ def pose_engine(network: Model, engine: str, device: torch.device, threads: int 
     return exported
 
 
+@functools.lru_cache(maxsize=1)
+def _predictor(model: str | None, weights: str | Path, detector: str | Path | bool | None, options: PredictOptions,
+               device: str | torch.device, threads: int | None, engine: str) -> Predictor:
+    """`Predictor.load` with `predict`'s settings, kept for the next call with the same settings (loading reads
+    the weights and exports the network to ONNX Runtime: seconds that a loop over images should pay once)."""
+    return Predictor.load(model, weights, detector=detector, options=options, device=device, threads=threads,
+                          engine=engine)
+
+
 def predict(inputs: str | Path | np.ndarray | Sequence[str | Path | np.ndarray], weights: str | Path = DEFAULT_WEIGHTS,
             *, model: str | None = None, detector: str | Path | bool | None = None,
             options: PredictOptions = PredictOptions(), device: str | torch.device = "cpu",
             threads: int | None = None, engine: str = "auto") -> list[Person] | list[list[Person]]:
     """The people of one image (a path or an RGB array): a list of `Person`, best first; of a list of images: one
-    such list per image; of a video file: one list per frame, with track ids."""
-    predictor = Predictor.load(model, weights, detector=detector, options=options, device=device, threads=threads,
-                               engine=engine)
+    such list per image; of a video file: one list per frame, with track ids. The loaded networks are kept for the
+    next call with the same settings."""
+    predictor = _predictor(model, weights, detector, options, device, threads, engine)
     if isinstance(inputs, (str, Path)) and is_video(inputs):
         return list(predictor.frames(read_frames(inputs)))
     if isinstance(inputs, (str, Path, np.ndarray)):

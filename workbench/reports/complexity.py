@@ -439,7 +439,7 @@ def latency_flops_figure(rows: list[ComplexityRow]) -> Figure:
             axis.set_minor_formatter(NullFormatter())
         axes.set_xlabel("fvcore GFLOPs (1e9)")
         axes.set_ylabel("latency per image (ms, median, batch 1)")
-        axes.set_title(f"{size[0]}x{size[1]}" + (f", {threads} threads" if threads else ""))
+        axes.set_title(f"{size[0]}x{size[1]}" + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else ""))
         axes.grid(alpha=0.3, which="both")
         if chosen:
             axes.legend(fontsize=7, loc="upper left")

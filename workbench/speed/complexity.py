@@ -199,10 +199,11 @@ class SpeedSettings:
         return [name for name in CPU_ENGINES if name in wanted]
 
 
-QUICK_SPEED = SpeedSettings(repeats=3, warmup=1, budget_s=5.0, throughput_batch=2, throughput_repeats=2,
+QUICK_SPEED = SpeedSettings(repeats=3, warmup=1, budget_s=5.0, throughput_batch=1, throughput_repeats=2,
                             fast_variants=("jit",), thread_counts=(), engines=())
-"""The quick mode (CI, the app's "Compute now"): eager, compiled ("jit") and ONNX Runtime at one thread count; the
-command line's --quick adds OpenVINO and ncnn unless --engines says otherwise."""
+"""The quick mode (CI, the app's "Compute now"): eager, compiled ("jit") and ONNX Runtime at one thread count,
+throughput at batch 1 on the same engines (each model exported and compiled once); the command line's --quick adds
+OpenVINO and ncnn unless --engines says otherwise."""
 
 
 @dataclass
@@ -328,7 +329,8 @@ def measure_speed(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
             row.peak_memory = peak_memory_bytes(lambda: model(images))
         for name, runner in built.items():
             row.engine_peak_memory[name] = peak_resident_bytes(lambda r=runner: r(array))
-        _measure_throughput(row, model, settings, usable, folder, progress, runners.get("ncnn"))
+        _measure_throughput(row, model, settings, usable, folder, progress, runners.get("ncnn"),
+                            built if threads == settings.threads else {})
     if settings.cuda:
         progress("cuda")
         _measure_cuda(row, model, settings)
@@ -336,19 +338,24 @@ def measure_speed(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
 
 
 def _measure_throughput(row: ComplexityRow, model: nn.Module, settings: SpeedSettings, engines: list[str],
-                        folder: str, progress: Callable[[str], None], ncnn_runner: Any = None) -> None:
+                        folder: str, progress: Callable[[str], None], ncnn_runner: Any = None,
+                        batch_one: dict[str, Any] | None = None) -> None:
     """Images per second at the throughput batch per engine, interleaved; ncnn (no batch axis) reuses its batch-1
-    network image by image."""
+    network image by image; at batch 1 the latency's runners `batch_one` (built at `settings.threads`) are reused
+    instead of exporting and compiling every engine again."""
     batch = settings.throughput_batch
+    reused = batch_one if batch == 1 and batch_one else {}
     progress(f"throughput at batch {batch}")
     set_threads(settings.threads)
     images = torch.randn(batch, 3, *row.input_size, generator=torch.Generator().manual_seed(2)).numpy()
-    graph = export_onnx(model, row.input_size, batch_size=batch) if {"onnxruntime", "openvino"} & set(engines) \
-        else None
+    graph = export_onnx(model, row.input_size, batch_size=batch) \
+        if {"onnxruntime", "openvino"} & (set(engines) - set(reused)) else None
     calls: dict[str, Callable[[], Any]] = {}
     for name in engines:
         try:
-            if name == "ncnn" and ncnn_runner is not None:
+            if name in reused:
+                runner = reused[name]
+            elif name == "ncnn" and ncnn_runner is not None:
                 runner = NcnnRunner(ncnn_runner.exported, settings.threads)
             else:
                 runner = build_engine(name, model, row.input_size, batch, settings.threads, graph,
