@@ -21,7 +21,6 @@ import sys
 import tempfile
 
 import numpy as np
-import torch
 
 from model import build_model
 from workbench.speed.engines import PARITY_TOLERANCE, build_engine, engine_missing, engine_parity
@@ -75,7 +74,7 @@ def main() -> int:
         print(f"timing {len(calls)} paths, {args.rounds} interleaved rounds, batch 1, {size[0]}x{size[1]}, "
               f"{args.threads} threads", flush=True)
         times = interleaved_seconds(calls, args.rounds, warmup=3, settle=1, block=1)
-    print(f"| model | path | median ms | min ms | max ms | max abs diff to eager |")
+    print("| model | path | median ms | min ms | max ms | max abs diff to eager |")
     print("|---|---|---:|---:|---:|---:|")
     for label, values in times.items():
         model, path = label.split(" | ")

@@ -20,7 +20,6 @@ from workbench.common.errors import WorkbenchError
 from workbench.reports.evaluation import evaluation_table
 from workbench.evaluation.sets import evaluation_sets
 from workbench.speed.onnx_export import conditioned_random_weights
-from workbench.notebooks.inside_csw import claim_reading
 from workbench.speed.latency import Timing
 from workbench.notebooks.execute import NOTEBOOK_DIR, NOTEBOOKS, check_kernel, execute_notebooks, notebook_names, \
     notebook_parameters, parse_parameters, relative_metadata
@@ -30,7 +29,7 @@ from workbench.notebooks.reproduction import COUNTERPART, MEASURED_AP, MEASURED_
 from workbench.common.paths import REPO_ROOT
 from workbench.training import TrainingResult
 from workbench.zoo.manifest import WeightsEntry
-from workbench.interpret.weight_stats import BINS, WeightMapStats, weight_statistics
+from workbench.interpret.weight_stats import weight_statistics
 from workbench.interpret.weight_stats_plots import statistics_frame, weight_statistics_figure
 from workbench.zoo.loader import untrained
 from workbench.zoo.manifest import read_manifest, save_weights
@@ -193,24 +192,6 @@ def test_flops_latency_agreement_names_the_pairs_against_the_flops_order():
     text = flops_latency_agreement([_row("a", 0.2, 60.0), _row("b", 0.5, 30.0), _row("c", 1.0, 90.0)])
     assert "follows the FLOPs order for 2 of 3 pairs" in text
     assert "a takes 60 ms with 0.40x the FLOPs of b (30 ms)" in text
-
-
-def _stats(near_0: float, across: float) -> list[WeightMapStats]:
-    return [WeightMapStats("stage2/module0/block0/cross/channel", 2, "cross", "channel", 10, 0.5, near_0, 0.0, 0.1,
-                           across, np.ones(BINS, dtype=np.int64))]
-
-
-class _Loaded:
-    def __init__(self, name: str) -> None:
-        self.name, self.label, self.trained = name, f"{name} · trained", True
-
-
-def test_claim_reading_follows_the_numbers():
-    models = [_Loaded("lite_csw_hrnet"), _Loaded("lite_hrnet_18")]
-    text = claim_reading({"lite_csw_hrnet": _stats(0.01, 0.02), "lite_hrnet_18": _stats(0.30, 0.02)}, models, "val")
-    assert "saturate less than lite_hrnet_18's and vary about as much as" in text and "untrained" not in text
-    text = claim_reading({"lite_csw_hrnet": _stats(0.30, 0.05), "lite_hrnet_18": _stats(0.01, 0.01)}, models, "val")
-    assert "saturate more than lite_hrnet_18's and vary more than" in text
 
 
 def test_weight_statistics_table_and_figure():

@@ -291,12 +291,6 @@ def _at_joints(ratio: float) -> str:
     return "about the same at the joints as on average"
 
 
-def _relation(value: float, other: float) -> str:
-    if abs(value - other) <= SAME_BAND * max(abs(value), abs(other)):
-        return "about as much as"
-    return "more than" if value > other else "less than"
-
-
 def _untrained_note(models: Sequence[LoadedModel]) -> list[str]:
     untrained = [m.name for m in models if not m.trained]
     if not untrained:
@@ -357,36 +351,6 @@ def split_statistics(models: Sequence[LoadedModel], eval_set: EvalSet, batch_siz
         with loaded.lock:
             statistics[loaded.name] = weight_statistics(network, batches)
     return statistics
-
-
-def claim_reading(statistics: Mapping[str, list[WeightMapStats]], models: Sequence[LoadedModel], split: str) -> str:
-    """Markdown: the paper's claim that Lite-HRNet learns its weights inadequately, set against the measured
-    saturation and variation of each model's weights over `split` (every weight map counted equally).
-
-    Not like for like (CSW's M_c and M_s counted as separate maps against Lite-HRNet's, spreads over different
-    axes, sigmoid space): the notebook reads the claim with `matched_reading` instead."""
-    lines = ["**The claim.** The paper says Lite-HRNet's conditional weights are learned inadequately. If so, they "
-             "should sit saturated near 0 or 1, or barely change from image to image (a constant rather than a "
-             "conditional weight), more than Lite CSW-HRNet's do.", "",
-             f"**Measured over {split}** (each weight map counted equally):"]
-    summary = {}
-    for loaded in models:
-        stats = statistics.get(loaded.name, [])
-        if not stats:
-            lines.append(f"- {loaded.label}: no weighting functions.")
-            continue
-        summary[loaded.name] = (float(np.mean([s.near_0 + s.near_1 for s in stats])),
-                                float(np.mean([s.across_image_std for s in stats])),
-                                float(np.mean([s.within_image_std for s in stats])))
-        saturated, across, within = summary[loaded.name]
-        lines.append(f"- {loaded.label} ({len(stats)} maps over {stats[0].images} crops): {100 * saturated:.1f}% of "
-                     f"the weights saturated; one weight varies from image to image with a standard deviation of "
-                     f"{across:.4f}; within one image the weights vary by {within:.4f}.")
-    if len(summary) == 2:
-        (first, (s1, a1, _)), (second, (s2, a2, _)) = summary.items()
-        lines += ["", f"On these measures {first}'s weights saturate {_relation(s1, s2)} {second}'s and vary "
-                      f"{_relation(a1, a2)} {second}'s from image to image."]
-    return "\n".join(lines + _untrained_note(models))
 
 
 # The claim like for like (`workbench.interpret.claim`), the ablation (`workbench.evaluation.ablation`), and what the

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import platform
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from model import build_model
 from workbench.speed.ncnn_export import NcnnRunner
-from workbench.speed.onnx_export import conditioned_random_weights, export_onnx, ort_session, run_session
+from workbench.speed.onnx_export import conditioned_random_weights, export_onnx
 from workbench.speed.engines import (COMPILED_VARIANT, CPU_ENGINES, CUDA_ENGINES, build_engine, engine_missing,
                                      engine_parity, peak_resident_bytes)
 from workbench.speed.latency import Timing, peak_memory_bytes, set_threads, throughput, time_cuda_events, time_interleaved
