@@ -100,8 +100,8 @@ def test_operator_groups_table_and_sentences():
     assert header == ["operator group", "onnxruntime a ms (%)", "onnxruntime b ms (%)"]
     assert rows[0] == ["convolution", "1.00 (25%)", "2.00 (80%)"] and rows[-1] == ["total", "4.00", "2.50"]
     first, second = breakdown_sentences(shares, "a", "b")
-    assert "onnxruntime 75% against 20%" in first
-    assert "+2.50 ms in reduction and -1.00 ms in convolutions" in second
+    assert "75% of a's time against 20% of b's on onnxruntime" in first
+    assert "+2.50 ms in them (most in reduction, +2.50 ms) and -1.00 ms in convolutions on onnxruntime" in second
 
 
 def test_the_panel_says_when_a_report_lacks_latency():

@@ -159,8 +159,9 @@ def breakdown_table(shares: list[OperatorShare], models: list[str]) -> tuple[lis
 
 
 def breakdown_sentences(shares: list[OperatorShare], first: str, second: str) -> list[str]:
-    """Two sentences on what the table shows: where `first` spends more than `second`, and how much of its time
-    goes to the memory-bound groups (reductions, pooling, multiplies, layout) on each engine."""
+    """Two sentences on what the table shows, per engine: the share of each model's time that goes to the
+    memory-bound groups (reductions, pooling, multiplies, layout), and how many milliseconds `first` spends there
+    and in convolutions beyond `second`."""
     def total(model: str, engine: str, groups: tuple[str, ...] | None = None) -> float:
         return sum(s.microseconds for s in shares
                    if s.model == model and s.engine == engine and (groups is None or s.group in groups))
@@ -169,16 +170,16 @@ def breakdown_sentences(shares: list[OperatorShare], first: str, second: str) ->
     engines = [e for e in ("onnxruntime", "openvino", "pytorch") if total(first, e) and total(second, e)]
     if not engines:
         return []
-    parts = [f"{e} {100 * total(first, e, memory_bound) / total(first, e):.0f}% against "
-             f"{100 * total(second, e, memory_bound) / total(second, e):.0f}%" for e in engines]
+    shares_text = [f"{100 * total(first, e, memory_bound) / total(first, e):.0f}% of {first}'s time against "
+                   f"{100 * total(second, e, memory_bound) / total(second, e):.0f}% of {second}'s on {e}"
+                   for e in engines]
     extra = []
     for e in engines:
         deltas = {g: total(first, e, (g,)) - total(second, e, (g,)) for g in GROUPS}
-        worst = max(deltas, key=deltas.get)
-        conv = deltas["convolution"]
-        extra.append(f"on {e} it spends {deltas[worst] / 1000:+.2f} ms in {worst} and {conv / 1000:+.2f} ms in "
-                     "convolutions")
-    return [f"The memory-bound operators (reductions, pooling, multiplies and adds, layout copies) take {first} "
-            f"{'; '.join(parts)} of {second}'s share of its time (per engine), so the FLOPs saved in convolutions "
-            "are paid back in passes over the feature maps.",
-            f"Against {second}, {first} {'; '.join(extra)}."]
+        largest = max(memory_bound, key=deltas.get)
+        extra.append(f"{sum(deltas[g] for g in memory_bound) / 1000:+.2f} ms in them (most in {largest}, "
+                     f"{deltas[largest] / 1000:+.2f} ms) and {deltas['convolution'] / 1000:+.2f} ms in convolutions "
+                     f"on {e}")
+    return [f"The memory-bound operators (reductions, pooling, multiplies and adds, layout copies) take "
+            f"{'; '.join(shares_text)}.",
+            f"Against {second}, {first} spends {'; '.join(extra)}."]
