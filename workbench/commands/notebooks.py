@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="notebooks to execute, e.g. 02_training or 02 (default: all, in order)")
     parser.add_argument("--quick", action="store_true",
-                        help="small parameters (a few images, a tiny training run): all four in about two minutes")
+                        help="small parameters (a few images, a tiny training run): all four in about three minutes")
     parser.add_argument("--output", type=Path, metavar="DIR",
                         help="folder for the executed notebooks (default: notebooks/ itself, or reports/notebooks/ "
                              "with --quick)")
