@@ -22,6 +22,17 @@ LONGEST_FIRST = ("test_notebooks.py", "test_app.py", "test_complexity.py", "test
 per worker at a time) then finish together instead of one of them running a long file alone at the end."""
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In a parallel worker (pytest-xdist), this worker's share of the CPUs for PyTorch and OpenMP, also in the
+    processes the tests start: without it every worker runs one thread per CPU, and OpenMP threads that wait by
+    spinning on an oversubscribed machine make batch-1 networks several times slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: place for place, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -32,7 +32,7 @@ def _person(box) -> Person:
 
 @pytest.fixture(scope="module")
 def predictor(detector_path) -> Predictor:
-    return Predictor.load(detector=detector_path, options=PredictOptions(flip=False), threads=2)
+    return Predictor.load(detector=detector_path, options=PredictOptions(flip=False))
 
 
 def test_box_iou_of_known_boxes():

@@ -56,7 +56,7 @@ class PersonDetector:
     `score_threshold`: the lowest score kept, in [0, 1]. `nms_threshold`: boxes overlapping a better one by more
     than this IoU are dropped. `min_box_size`: boxes narrower or shorter than this many image pixels are dropped
     (8 px by default: a top-down pose model cannot place 17 joints in a smaller person). `threads`: ONNX Runtime's
-    intra-op threads (None: its default, one per core).
+    intra-op threads (None: PyTorch's thread count, so that one setting governs both).
     """
 
     def __init__(self, path: str | Path, *, score_threshold: float = SCORE_THRESHOLD, nms_threshold: float = 0.45,
@@ -67,7 +67,7 @@ class PersonDetector:
         if min_box_size < 0:
             raise WorkbenchError(f"min_box_size is {min_box_size}: give a size in pixels >= 0.")
         if threads is not None and threads < 1:
-            raise WorkbenchError(f"threads is {threads}: give a count >= 1, or leave it out for ONNX Runtime's "
+            raise WorkbenchError(f"threads is {threads}: give a count >= 1, or leave it out for PyTorch's "
                                  "default.")
         self.path = Path(path)
         self.score_threshold = score_threshold
@@ -164,8 +164,7 @@ def _open_session(path: Path, threads: int | None) -> ort.InferenceSession:
                              "detector.")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: exports often carry harmless warnings (unused initialisers)
-    if threads is not None:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads or torch.get_num_threads()
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # ONNX Runtime raises its own exception types (InvalidProtobuf, Fail, ...)

@@ -44,8 +44,8 @@ def size_text(size: tuple[int, int]) -> str:
 class OnnxModel:
     """An exported network run by ONNX Runtime on the CPU, called like the torch model: (N, 3, H, W) -> heatmaps.
 
-    `input_size` (height, width) is read from the graph; `threads` sets ONNX Runtime's intra-op threads (None: its
-    default). Graphs exported with a fixed batch size are run in chunks of that size.
+    `input_size` (height, width) is read from the graph; `threads` sets ONNX Runtime's intra-op threads (None: PyTorch's
+    thread count, so that one setting governs both). Graphs exported with a fixed batch size are run in chunks of that size.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
@@ -53,9 +53,8 @@ class OnnxModel:
         if not path.is_file():
             raise WorkbenchError(f"ONNX file not found: {path.name}. Check the path.")
         options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception:  # onnxruntime raises its own unexported exception types, with internal paths
