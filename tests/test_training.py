@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import subprocess
@@ -334,6 +335,16 @@ def test_two_gloo_processes_under_torchrun_train_and_rank0_checkpoint_loads(data
     assert state["config"]["train"]["batch_size"] == 4 and state["best_epoch"] == 2
     load("lite_csw_hrnet", output / "last.pt", input_size=(64, 64))
     assert [r["epoch"] for r in read_log(output / "log.jsonl")] == [1, 2]
+
+
+def test_any_damaged_bytes_end_in_a_clear_message(tmp_path):
+    """Random bytes make torch's weights-only unpickler fail with any error (IndexError, KeyError, ...): each one a
+    WorkbenchError naming the file."""
+    for seed in range(200):
+        path = tmp_path / f"noise{seed}.pt"
+        path.write_bytes(random.Random(seed).randbytes(4096))
+        with pytest.raises(WorkbenchError, match="noise.*(not a readable checkpoint|not a training checkpoint)"):
+            load_checkpoint(path)
 
 
 def test_corrupt_or_mismatched_checkpoints_are_refused_with_a_clear_message(tiny_run, tmp_path, capsys):

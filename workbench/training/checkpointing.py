@@ -9,7 +9,6 @@ that epoch already done), "step" (optimiser steps in all), "epoch_loss", "epoch_
 """
 from __future__ import annotations
 
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -78,8 +77,9 @@ def load_checkpoint(path: str | Path, config: Config | None = None) -> dict[str,
         raise WorkbenchError(f"checkpoint not found: {path}. Pass the last.pt of a run (or the run folder).")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
-        raise WorkbenchError(f"{path} is not a readable checkpoint ({str(error).splitlines()[0]}); it may be "
+    except Exception as error:  # the weights-only unpickler runs no code; damaged bytes make it fail with any error
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise WorkbenchError(f"{path} is not a readable checkpoint ({reason}); it may be "
                              "truncated or damaged. Resume from another copy (e.g. best.pt) or start afresh.") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or any(key not in state for key in REQUIRED):
         raise WorkbenchError(f"{path} is not a training checkpoint of this workbench (no {FORMAT!r} state with "
