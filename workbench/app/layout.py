@@ -134,16 +134,15 @@ def build_app(workbench: Workbench) -> gr.Blocks:
 
         # Only the user's own actions redraw the preview, each exactly once (a chain of .change events would run it
         # once per component the chain updates, and show one error as many times).
-        def redraw(event) -> None:
-            event.then(readable(detections_changed), [detections, upload, example], detection,
-                       api_visibility="private") \
+        def redraw(listener) -> None:
+            """After `listener`'s event: the image's detection menu, then the preview, as one chain."""
+            listener(readable(detections_changed), [detections, upload, example], detection, api_visibility="private") \
                 .success(readable(workbench.preview), image_inputs, preview, api_visibility="private")
 
-        redraw(upload.upload(lambda: None, None, example, api_visibility="private"))
-        redraw(example.input(lambda: None, None, upload, api_visibility="private"))
-        for trigger in (upload.clear, detections.change):
-            trigger(readable(detections_changed), [detections, upload, example], detection, api_visibility="private") \
-                .success(readable(workbench.preview), image_inputs, preview, api_visibility="private")
+        redraw(upload.upload(lambda: None, None, example, api_visibility="private").then)
+        redraw(example.input(lambda: None, None, upload, api_visibility="private").then)
+        redraw(upload.clear)
+        redraw(detections.change)
         for trigger in (box_mode.input, box_text.submit, detection.input):
             trigger(readable(workbench.preview), image_inputs, preview, api_visibility="private")
 

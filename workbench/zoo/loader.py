@@ -44,8 +44,9 @@ def size_text(size: tuple[int, int]) -> str:
 class OnnxModel:
     """An exported network run by ONNX Runtime on the CPU, called like the torch model: (N, 3, H, W) -> heatmaps.
 
-    `input_size` (height, width) is read from the graph; `threads` sets ONNX Runtime's intra-op threads (None: PyTorch's
-    thread count, so that one setting governs both). Graphs exported with a fixed batch size are run in chunks of that size.
+    `input_size` (height, width) is read from the graph; `threads` sets ONNX Runtime's intra-op threads (None:
+    PyTorch's thread count, so that one setting governs both). Graphs exported with a fixed batch size are run in
+    chunks of that size.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
