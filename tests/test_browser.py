@@ -28,6 +28,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT_SETTING = "WORKBENCH_SCREENSHOT"
 """Where the test saves its screenshot (relative to the repository), e.g. docs/app.png; a temporary file if unset."""
+DECODED_WIDTH = """selector => {
+    const image = document.querySelector(selector);
+    return image !== null && image.complete && image.naturalWidth > 200;
+}"""
+"""True once the image under a selector has finished loading at a real size (a replaced image briefly has width 0)."""
 
 
 def _in_ci() -> bool:
@@ -84,6 +89,7 @@ def test_inspect_in_a_browser_finds_the_people_and_shows_the_chosen_one(chromium
             page.get_by_role("option", name="#1 · score", exact=False).first.click()
             expect(page.locator("#inspect-status")).to_contain_text("shown: #1", timeout=120_000)
             for selector in ("#skeleton img", "#weight-maps img"):
+                page.wait_for_function(DECODED_WIDTH, arg=selector, timeout=60_000)
                 assert page.locator(selector).evaluate("image => image.naturalWidth") > 200
             screenshot = REPO_ROOT / os.environ[SCREENSHOT_SETTING] if os.environ.get(SCREENSHOT_SETTING) else \
                 tmp_path / "app.png"
