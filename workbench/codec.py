@@ -61,10 +61,11 @@ def _gaussian_1d(grid: np.ndarray, centers: np.ndarray, sigma: float, cut: float
 def flip_back(heatmaps: torch.Tensor, flip_index: Sequence[int], shift: bool = True) -> torch.Tensor:
     """Heatmaps (N, 17, h, w) of a mirrored crop -> heatmaps of the original crop.
 
-    Mirrors the columns, puts joint `flip_index[k]` in place of joint k (left and right swapped) and, with `shift`, moves the result one column right: the
-    standard "shifted flipped heatmap". (Crop pixel x mirrors to W-1-x but heatmap pixel j to w-1-j, so the
-    flipped-back peak of a joint lies 3/4 of a heatmap pixel left of x/4; the whole-pixel shift leaves the averaged
-    flip test 1/8 heatmap pixel, half a crop pixel, to the right, as in the reference implementations.)
+    Mirrors the columns, puts joint `flip_index[k]` in place of joint k (left and right swapped) and, with `shift`,
+    moves the result one column right: the standard "shifted flipped heatmap". (Crop pixel x mirrors to W-1-x but
+    heatmap pixel j to w-1-j, so the flipped-back peak of a joint lies 3/4 of a heatmap pixel left of x/4; the
+    whole-pixel shift leaves the averaged flip test 1/8 heatmap pixel, half a crop pixel, to the right, as in the
+    reference implementations.)
     """
     flipped = heatmaps.flip(3)[:, list(flip_index)]
     if shift:

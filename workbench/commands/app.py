@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where the models run (auto: CUDA when present)")
-    parser.add_argument("--detector", type=Path, metavar="FILE", help="a YOLOX ONNX person detector (default: $WORKBENCH_DETECTOR, else YOLOX-Nano in "
-                             "the user cache, downloaded once)")
+    parser.add_argument("--detector", type=Path, metavar="FILE",
+                        help="a YOLOX ONNX person detector (default: $WORKBENCH_DETECTOR, else YOLOX-Nano in the user "
+                             "cache, downloaded once)")
     add_threads(parser, onnx=False)
     parser.add_argument("--concurrency", type=positive_int, default=2, metavar="N",
                         help="requests processed at once per event; more wait in the queue")

@@ -117,7 +117,8 @@ def summary_rows(stats: list[WeightMapStats], model: str = "") -> list[dict[str,
         groups.setdefault((s.stage, s.function, s.kind), []).append(s)
     rows = []
     for (stage, function, kind), items in groups.items():
-        row: dict[str, float | int | str] = {"model": model, "stage": stage, "function": function, "kind": kind, "maps": len(items)}
+        row: dict[str, float | int | str] = {"model": model, "stage": stage, "function": function, "kind": kind,
+                                             "maps": len(items)}
         for key in ("mean", "near_0", "near_1", "within_image_std", "across_image_std"):
             row[key] = float(np.mean([getattr(s, key) for s in items]))
         rows.append(row)
@@ -126,7 +127,8 @@ def summary_rows(stats: list[WeightMapStats], model: str = "") -> list[dict[str,
 
 def pooled_histogram(stats: list[WeightMapStats], function: str | None = None, kind: str | None = None) -> np.ndarray:
     """Fraction of all weights per bin of [0, 1] (50 bins), over the maps of the given function and kind."""
-    chosen = [s.histogram for s in stats if (function is None or s.function == function) and (kind is None or s.kind == kind)]
+    chosen = [s.histogram for s in stats
+              if (function is None or s.function == function) and (kind is None or s.kind == kind)]
     if not chosen:
         return np.zeros(BINS)
     total = np.sum(chosen, axis=0).astype(np.float64)

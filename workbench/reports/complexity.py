@@ -179,7 +179,8 @@ def _engine_order(engine: str) -> int:
     return order.index(engine) if engine in order else len(order)
 
 
-def fastest_paths(rows: list[ComplexityRow], threads: int, size: tuple[int, int] = (256, 192)) -> dict[str, tuple[str, Timing]]:
+def fastest_paths(rows: list[ComplexityRow], threads: int,
+                  size: tuple[int, int] = (256, 192)) -> dict[str, tuple[str, Timing]]:
     """Per model at `size`, the CPU engine with the lowest median batch-1 latency at `threads` threads."""
     found = {}
     for row in rows:

@@ -13,8 +13,8 @@ by its `M` = 2**20 for the Lite-HRNet README's "M", by 1e9 for fvcore's GFLOPs).
   their input resolution) plus bias, batch norm (2 per element), ReLU (1 per element), max and fixed-kernel average
   pooling (1 per input element) and nearest upsampling (1 per output pixel); a module that runs twice counts once.
 
-`measure_rows` then times the models (`workbench.speed.latency`, `workbench.speed.compiled`, `workbench.speed.onnx_export`): latency,
-peak memory and throughput; `workbench.reports.complexity` writes the report.
+`measure_rows` then times the models (`workbench.speed.latency`, `workbench.speed.compiled`,
+`workbench.speed.onnx_export`): latency, peak memory and throughput; `workbench.reports.complexity` writes the report.
 """
 from __future__ import annotations
 
@@ -421,6 +421,6 @@ def measure_rows(models: list[str], sizes: list[tuple[int, int]], settings: Spee
         rows.append(row)
     if settings is not None:
         notes.append("Timings use untrained networks whose weights were re-drawn at trained-network scale "
-                     "(`workbench.speed.onnx_export.conditioned_random_weights`): the N(0, 0.001) initialisation gives ~1e-18 "
-                     "activations and denormal slow paths, and speed does not otherwise depend on the values.")
+                     "(`workbench.speed.onnx_export.conditioned_random_weights`): the N(0, 0.001) initialisation "
+                     "gives ~1e-18 activations and denormal slow paths, and speed does not otherwise depend on the values.")
     return rows, notes

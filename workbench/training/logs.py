@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from workbench.common.errors import WorkbenchError
 from workbench.common.files import write_atomic, write_text_atomic
 
@@ -50,17 +53,14 @@ def truncate_log(path: str | Path, last_epoch: int) -> None:
 
 def plot_training(log: str | Path, output: str | Path, title: str | None = None) -> Path:
     """Draw the curves of a run's log into a PNG: training loss and learning rate per epoch, and the validation
-    AP where it was measured. Returns the PNG's path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    AP where it was measured. Returns the PNG's path. Drawn without pyplot (no global figure registry)."""
     records = read_log(log)
     if not records:
         raise WorkbenchError(f"{log} has no epochs yet: plot once the first epoch is done.")
     epochs = [r["epoch"] for r in records]
-    figure, (loss_axis, ap_axis) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    loss_axis, ap_axis = figure.subplots(1, 2)
     loss_axis.plot(epochs, [r["loss"] for r in records], marker=".", color="tab:blue")
     loss_axis.set(xlabel="epoch", ylabel="training loss (heatmap MSE)", yscale="log")
     lr_axis = loss_axis.twinx()
@@ -76,10 +76,7 @@ def plot_training(log: str | Path, output: str | Path, title: str | None = None)
     for axis in (loss_axis, ap_axis):
         axis.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(title or Path(log).parent.name)
-    try:
-        return write_atomic(output, lambda temporary: figure.savefig(temporary, dpi=100))
-    finally:
-        plt.close(figure)
+    return write_atomic(output, lambda temporary: figure.savefig(temporary, dpi=100))
 
 
 class TensorBoard:

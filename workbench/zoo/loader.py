@@ -100,6 +100,11 @@ def untrained(name: str, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE) -> nn
         return _build(name, input_size).eval()
 
 
+def _float32(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with its floating-point tensors (fp16 in shipped weights) as float32."""
+    return {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
+
+
 def _fit(network: nn.Module, state: dict[str, torch.Tensor], does_not_fit: str, fix: str) -> None:
     """Load `state` into `network`, or say in one line (`does_not_fit` "model name (key counts, first shape
     mismatch). fix") how it does not fit."""
@@ -122,9 +127,10 @@ def _from_manifest(entry: WeightsEntry, name: str | None, directory: str | Path 
     if entry.model not in model_names():
         raise WorkbenchError(f"manifest entry {entry.name!r} names model {entry.model!r}, which this workbench does "
                              f"not have (it has {', '.join(model_names())}): fix the entry's \"model\" or update the code")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_state_dict(verified_path(entry, directory)).items()}
+    state = _float32(load_state_dict(verified_path(entry, directory)))
     network = _build(entry.model, entry.input_size)
-    _fit(network, state, f"weights {entry.name!r} do not fit", "The manifest names the wrong model: fix the entry or retrain.")
+    _fit(network, state, f"weights {entry.name!r} do not fit",
+         "The manifest names the wrong model: fix the entry or retrain.")
     return network
 
 
@@ -141,8 +147,7 @@ def _from_checkpoint(name: str | None, path: Path, input_size: tuple[int, int]) 
             raise WorkbenchError(f"official Lite-HRNet checkpoint {path.name} does not fit model {name!r}: {error}. "
                                  "Pass the model it was trained as (lite_hrnet_18 or lite_hrnet_30).") from None
         return network
-    _fit(network, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}, f"checkpoint {path.name} does not fit",
-         "Pass the model name it was trained with.")
+    _fit(network, _float32(state), f"checkpoint {path.name} does not fit", "Pass the model name it was trained with.")
     return network
 
 

@@ -115,7 +115,8 @@ def save_weights(
     """
     folder = Path(directory or weights_dir())
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu() for k, v in network.state_dict().items()}
+    state = {k: v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu()
+             for k, v in network.state_dict().items()}
     path = folder / f"{entry_name}.pt"
     write_atomic(path, lambda temporary: torch.save(state, temporary))
     entry = WeightsEntry(entry_name, network.name, tuple(network.input_size), path.name, file_sha256(path), run, metrics)
