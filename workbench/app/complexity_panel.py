@@ -25,9 +25,10 @@ from workbench.reports.complexity import FLOPS_AP_PLOT, LATENCY_PLOT, csv_record
 from workbench.common.errors import WorkbenchError
 from workbench.common.paths import reports_dir
 
-QUICK_SECONDS_PER_MODEL = "about 30-60 s"
-"""What "Compute now" costs per model at 256x192 in the quick mode, measured on this 2-core CPU (counting with fvcore
-takes most of it, the TorchScript build and three rounds the rest; longer while other work shares the cores)."""
+QUICK_SECONDS_PER_MODEL = "about 5-25 s"
+"""What "Compute now" costs per model in the quick mode, measured with `quick_report` one model at a time on a 2-core
+CPU: 22-23 s for lite_csw_hrnet and lite_hrnet_18, 5 s for mobilenetv2 and shufflenetv2 at 256x192 (the four
+default models together 50 s at 384x288); longer while other work shares the cores."""
 QUICK_MODELS = ("lite_csw_hrnet", "lite_hrnet_18", "mobilenetv2", "shufflenetv2")
 REPORT_CSV = "complexity.csv"
 

@@ -165,6 +165,7 @@ def _open_session(path: Path, threads: int | None) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: exports often carry harmless warnings (unused initialisers)
     options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see zoo.loader.OnnxModel
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # ONNX Runtime raises its own exception types (InvalidProtobuf, Fail, ...)

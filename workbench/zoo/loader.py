@@ -46,7 +46,8 @@ class OnnxModel:
 
     `input_size` (height, width) is read from the graph; `threads` sets ONNX Runtime's intra-op threads (None:
     PyTorch's thread count, so that one setting governs both). Graphs exported with a fixed batch size are run in
-    chunks of that size.
+    chunks of that size. Worker threads do not spin between calls: the network alternates with the detector's
+    session and with Python work (crops, decoding, drawing), which spinning threads would take the cores from.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
@@ -56,6 +57,7 @@ class OnnxModel:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception:  # onnxruntime raises its own unexported exception types, with internal paths
