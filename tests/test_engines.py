@@ -13,7 +13,7 @@ from torch import nn
 
 from workbench.cli import main
 from workbench.speed import engines
-from workbench.speed.complexity import ComplexityRow, SpeedSettings, measure_speed
+from workbench.speed.complexity import ComplexityRow, PairedBaseline, SpeedSettings, measure_speed
 from workbench.speed.engines import CPU_ENGINES, PARITY_TOLERANCE, build_engine, engine_missing, engine_parity
 from workbench.speed.latency import Timing
 from workbench.speed.operators import OperatorShare, breakdown_sentences, breakdown_table, operator_group
@@ -61,6 +61,31 @@ def test_a_missing_engine_is_noted_in_the_row_and_the_report(monkeypatch, tmp_pa
     header, lines = engine_table([row], threads=1)
     noted = [line for line in lines if line[2] == "OpenVINO"]
     assert noted and noted[0][3].startswith("not measured: openvino not installed")
+
+
+def test_a_paired_baseline_runs_in_the_same_rounds_and_gives_the_table_its_ratio(tmp_path):
+    from workbench.reports.complexity import engine_table, fastest_sentence
+
+    settings = SpeedSettings(threads=1, repeats=3, warmup=1, budget_s=None, throughput_batch=1, throughput_repeats=1,
+                             fast_variants=(), onnx=False, cuda=False, thread_counts=(1,), engines=())
+    baseline = PairedBaseline("lite_hrnet_18", tmp_path)
+    rows = [ComplexityRow(f"tiny{i}", (64, 64), 1, 1, 1, 1, "B") for i in range(2)]
+    for row in rows:
+        measure_speed(row, tiny_pose_net(), settings, baseline=baseline)
+    assert baseline.runner("eager", (64, 64), 1, "jit") is baseline.runner("eager", (64, 64), 1, "jit")
+    ratio = rows[0].engine_ratio[("eager", 1)]
+    assert ratio > 0 and rows[0].engine_latency[("eager", 1)].runs == 3
+    _, lines = engine_table(rows[:1], threads=1)
+    assert lines[0][4] == f"{ratio:.2f}"
+
+    timing = Timing(10.0, 9.0, 12.0, 5)
+    csw, lh = (ComplexityRow(name, (256, 192), 1, 1, 1, 1, "B") for name in ("lite_csw_hrnet", "lite_hrnet_18"))
+    csw.engine_ratio[("ncnn", 2)] = 1.234
+    sentence = fastest_sentence([csw, lh], {"lite_csw_hrnet": ("ncnn", timing), "lite_hrnet_18": ("ncnn", timing)}, 2)
+    assert "ratio 1.23 (median of per-round ratios" in sentence
+    sentence = fastest_sentence([csw, lh], {"lite_csw_hrnet": ("ncnn", timing), "lite_hrnet_18": ("openvino", timing)},
+                                2)
+    assert "ratio 1.00 (ratio of medians taken in different rounds" in sentence
 
 
 def test_cuda_engines_are_noted_without_a_gpu(monkeypatch):

@@ -120,6 +120,8 @@ def csv_record(row: ComplexityRow, measured: list[MeasuredAP] = ()) -> dict[str,
     for engine, value in row.max_abs_diff.items():
         if engine not in ("fast", "onnxruntime"):
             record[f"{engine} max abs diff"] = value
+    for (engine, threads), value in sorted(row.engine_ratio.items()):
+        record[f"{engine} time / paired baseline ({threads} threads)"] = _round(value, 3)
     for engine, note in row.engine_notes.items():
         record[f"{engine} note"] = note
     return record
@@ -149,7 +151,8 @@ def engine_table(rows: list[ComplexityRow], threads: int, size: tuple[int, int] 
                  reference: str = "lite_hrnet_18") -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-engine table at `threads` CPU threads (CUDA engines: CUDA events): per model,
     size and engine the batch-1 latency (median [min-max] ms), the time ratio to `reference` on the same engine
-    and size beside the fvcore FLOPs ratio, parity, throughput and peak resident memory."""
+    and size beside the fvcore FLOPs ratio, parity, throughput and peak resident memory. The time ratio is the
+    paired one (`ComplexityRow.engine_ratio`) where the row has it, else the ratio of the two medians."""
     header = ["model", "input", "engine", "ms median [min-max]", "time / " + reference, "FLOPs / " + reference,
               "max abs diff", "images/s (batch N)", "peak MB"]
     base = {(r.input_size, engine): (timing, r.fvcore) for r in rows if r.model == reference
@@ -162,10 +165,11 @@ def engine_table(rows: list[ComplexityRow], threads: int, size: tuple[int, int] 
             if t not in (threads, 0):
                 continue
             ref = base.get((row.input_size, engine))
+            ratio = row.engine_ratio.get((engine, t), ref and timing.median_ms / ref[0].median_ms)
             peak = row.engine_peak_memory.get(engine)
             lines.append([row.model, f"{row.input_size[0]}x{row.input_size[1]}", ENGINE_LABELS.get(engine, engine)
                           + (" (CUDA events)" if t == 0 else ""), _timing_cell(timing),
-                          _cell(ref and timing.median_ms / ref[0].median_ms, 2),
+                          _cell(ratio, 2),
                           _cell(ref and row.fvcore / ref[1], 2), _sci(row.max_abs_diff.get(engine)),
                           _cell(row.engine_throughput.get(engine), 1), _cell(peak and peak / 1e6, 1)])
         for engine, note in row.engine_notes.items():
@@ -190,6 +194,19 @@ def fastest_paths(rows: list[ComplexityRow], threads: int,
         if timed:
             found[row.model] = min(timed, key=lambda item: item[1].median_ms)
     return found
+
+
+def fastest_sentence(rows: list[ComplexityRow], fastest: dict[str, tuple[str, Timing]], threads: int) -> str:
+    """One sentence on the fastest lite_csw_hrnet and lite_hrnet_18 paths at 256x192 and their time ratio: paired
+    by round when both are the same engine and the row has the paired ratio, else the ratio of the medians."""
+    (e1, t1), (e2, t2) = fastest["lite_csw_hrnet"], fastest["lite_hrnet_18"]
+    csw = next(row for row in rows if row.model == "lite_csw_hrnet" and row.input_size == (256, 192))
+    paired = csw.engine_ratio.get((e1, threads)) if e1 == e2 else None
+    how = (f"{paired:.2f} (median of per-round ratios, both timed in the same rounds)" if paired is not None else
+           f"{t1.median_ms / t2.median_ms:.2f} (ratio of medians taken in different rounds; "
+           "`benchmarks/speed_targets.py` pairs them by round)")
+    return (f"Fastest paths at 256x192, {threads} thread(s): lite_csw_hrnet on {e1} {t1.median_ms:.1f} ms, "
+            f"lite_hrnet_18 on {e2} {t2.median_ms:.1f} ms: ratio {how}.")
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -278,7 +295,12 @@ def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, m
         for threads in settings.thread_counts or (settings.threads,):
             lines += ["", f"## Latency per engine (CPU, batch 1, {threads} thread{'s' if threads > 1 else ''})", "",
                       "Every engine of one model and size timed interleaved (one call of each per round); the time "
-                      "ratio is to lite_hrnet_18 on the same engine and size, beside the fvcore FLOPs ratio. "
+                      "ratio is to lite_hrnet_18 on the same engine and size, beside the fvcore FLOPs ratio"
+                      + (": lite_hrnet_18's engines ran in the same rounds as each model's, and the ratio is the "
+                         "median of the per-round ratios (robust to the host's load drifting between models). "
+                         if any(row.engine_ratio for row in rows) else
+                         " (medians taken minutes apart: the host's drift between models enters the ratio). ")
+                      + 
                       "Compiled: `workbench.speed.compiled` variant "
                       f"'{next((r.fast_variant for r in rows if r.fast_variant), '-')}' for every model. Peak MB: "
                       "growth of the process's peak resident memory in one batch-1 call (batch N where the "
@@ -286,11 +308,7 @@ def markdown_report(rows: list[ComplexityRow], settings: SpeedSettings | None, m
             lines += _markdown_table(*engine_table(rows, threads))
             fastest = fastest_paths(rows, threads)
             if "lite_csw_hrnet" in fastest and "lite_hrnet_18" in fastest:
-                (e1, t1), (e2, t2) = fastest["lite_csw_hrnet"], fastest["lite_hrnet_18"]
-                lines += ["", f"Fastest paths at 256x192, {threads} thread(s): lite_csw_hrnet on {e1} "
-                              f"{t1.median_ms:.1f} ms, lite_hrnet_18 on {e2} {t2.median_ms:.1f} ms: ratio "
-                              f"{t1.median_ms / t2.median_ms:.2f} (ratio of medians taken in different rounds; "
-                              "`benchmarks/speed_targets.py` pairs them by round)."]
+                lines += ["", fastest_sentence(rows, fastest, threads)]
     if breakdown is not None and breakdown[0]:
         shares, breakdown_notes = breakdown
         models = ["lite_csw_hrnet", "lite_hrnet_18"]

@@ -40,7 +40,8 @@ from workbench.speed.ncnn_export import NcnnRunner
 from workbench.speed.onnx_export import conditioned_random_weights, export_onnx
 from workbench.speed.engines import (COMPILED_VARIANT, CPU_ENGINES, CUDA_ENGINES, build_engine, engine_missing,
                                      engine_parity, peak_resident_bytes)
-from workbench.speed.latency import Timing, peak_memory_bytes, set_threads, throughput, time_cuda_events, time_interleaved
+from workbench.speed.latency import (Timing, interleaved_seconds, paired_ratio, peak_memory_bytes, set_threads, throughput,
+                                     time_cuda_events, time_interleaved)
 from workbench.speed.published import row_convention
 
 Handle = Callable[[list[Any], list[Any]], int]
@@ -174,7 +175,9 @@ class SpeedSettings:
     per call over `throughput_repeats` rounds; the compiled PyTorch path is `fast_variants[0]`
     (`workbench.speed.compiled`, built the same way for every model; empty: no compiled engine); ONNX Runtime on
     or off and its worker spinning (off: spinning workers would steal the cores from the calls timed between
-    them); the optional `engines` ("openvino", "ncnn"; a missing package becomes a note); CUDA when available."""
+    them); the optional `engines` ("openvino", "ncnn"; a missing package becomes a note); CUDA when available;
+    `paired_baseline`: a model whose engines are timed in the same rounds as every other model's, so that time ratios
+    to it are medians of per-round ratios (None: not timed; ratios then come from medians taken minutes apart)."""
 
     threads: int = 2
     repeats: int = 30
@@ -188,6 +191,7 @@ class SpeedSettings:
     cuda: bool = field(default_factory=torch.cuda.is_available)
     thread_counts: tuple[int, ...] = (1, 2)
     engines: tuple[str, ...] = ("openvino", "ncnn")
+    paired_baseline: str | None = "lite_hrnet_18"
 
     def cpu_engines(self) -> list[str]:
         """The CPU engines these settings ask for, in `CPU_ENGINES` order (availability not checked)."""
@@ -200,10 +204,10 @@ class SpeedSettings:
 
 
 QUICK_SPEED = SpeedSettings(repeats=3, warmup=1, budget_s=5.0, throughput_batch=1, throughput_repeats=2,
-                            fast_variants=("jit",), thread_counts=(), engines=())
+                            fast_variants=("jit",), thread_counts=(), engines=(), paired_baseline=None)
 """The quick mode (CI, the app's "Compute now"): eager, compiled ("jit") and ONNX Runtime at one thread count,
-throughput at batch 1 on the same engines (each model exported and compiled once); the command line's --quick adds
-OpenVINO and ncnn unless --engines says otherwise."""
+throughput at batch 1 on the same engines (each model exported and compiled once), no paired baseline; the command
+line's --quick adds OpenVINO and ncnn unless --engines says otherwise."""
 
 
 @dataclass
@@ -219,7 +223,8 @@ class ComplexityRow:
     each thread count, CUDA engines with thread count 0, CUDA events), `max_abs_diff[engine]` the parity to
     eager, `engine_throughput[engine]` images per second at the throughput batch, `engine_peak_memory[engine]`
     the growth of peak resident memory during one batch-1 call, `engine_notes[engine]` why an engine has no
-    figures (package missing, export failed).
+    figures (package missing, export failed), `engine_ratio[(engine, threads)]` the time relative to the paired
+    baseline's same engine timed in the same rounds (median of per-round ratios).
     """
 
     model: str
@@ -241,6 +246,7 @@ class ComplexityRow:
     engine_throughput: dict[str, float] = field(default_factory=dict)
     engine_peak_memory: dict[str, int | None] = field(default_factory=dict)
     engine_notes: dict[str, str] = field(default_factory=dict)
+    engine_ratio: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def convention_ops(self) -> int:
         """The recomputed count under the convention of the model's published row."""
@@ -266,10 +272,38 @@ def _max_abs_diff(forward: Callable[[torch.Tensor], Any], reference: torch.Tenso
     return float((output.cpu() - reference).abs().max())
 
 
+BASELINE_KEY = "paired baseline: "
+"""Prefix of the baseline's calls among a model's own (engine names) in one round of `measure_speed`."""
+
+
+class PairedBaseline:
+    """The baseline model's runners (`name` at each input size, weights re-drawn like every timed model's), built
+    once per input size, engine and thread count and kept for the next model; ncnn files go to `folder`."""
+
+    def __init__(self, name: str, folder: str | Path) -> None:
+        self.name = name
+        self.folder = Path(folder)
+        self._models: dict[tuple[int, int], nn.Module] = {}
+        self._runners: dict[tuple[tuple[int, int], str, int], Any] = {}
+
+    def runner(self, engine: str, size: tuple[int, int], threads: int, variant: str) -> Any:
+        """The baseline's runner on `engine` for batch-1 images of `size` (H, W) with `threads` CPU threads."""
+        key = (tuple(size), engine, threads)
+        if key not in self._runners:
+            if key[0] not in self._models:
+                self._models[key[0]] = conditioned_random_weights(build_model(self.name, input_size=size).eval(), size)
+            folder = self.folder / f"{size[0]}x{size[1]}_{engine}_{threads}"
+            self._runners[key] = build_engine(engine, self._models[key[0]], size, 1, threads, None, folder, variant)
+        return self._runners[key]
+
+
 def measure_speed(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
-                  progress: Callable[[str], None] = lambda stage: None) -> ComplexityRow:
+                  progress: Callable[[str], None] = lambda stage: None,
+                  baseline: PairedBaseline | None = None) -> ComplexityRow:
     """Fill `row`'s per-engine latency (each thread count, engines interleaved), parity, peak memory, throughput
-    and CUDA timings for `model` (weights as given); engines that cannot run here get a note instead."""
+    and CUDA timings for `model` (weights as given); engines that cannot run here get a note instead. With a
+    `baseline` of another model, its runners on the same engines join every round, and `row.engine_ratio` holds the
+    paired time ratios."""
     size, model = row.input_size, model.eval()
     images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
     array = images.numpy()
@@ -309,11 +343,18 @@ def measure_speed(row: ComplexityRow, model: nn.Module, settings: SpeedSettings,
                     row.max_abs_diff[name] = engine_parity(built[name], model, size)
                 if name in ("eager", "compiled", "ncnn"):
                     runners[name] = built[name]
+            calls = {name: (lambda r=runner: r(array)) for name, runner in built.items()}
+            if baseline is not None and baseline.name != row.model:
+                progress(f"building {baseline.name} beside it, {threads} thread(s)")
+                for name in built:
+                    paired = baseline.runner(name, size, threads, variant)
+                    calls[BASELINE_KEY + name] = lambda r=paired: r(array)
             progress(f"latency, {threads} thread(s)")
-            timings = time_interleaved({name: (lambda r=runner: r(array)) for name, runner in built.items()},
-                                       settings.repeats, settings.warmup, settings.budget_s)
-            for name, timing in timings.items():
-                row.engine_latency[(name, threads)] = timing
+            seconds = interleaved_seconds(calls, settings.repeats, settings.warmup, settings.budget_s)
+            for name in built:
+                row.engine_latency[(name, threads)] = Timing.of(seconds[name])
+                if BASELINE_KEY + name in seconds:
+                    row.engine_ratio[(name, threads)] = paired_ratio(seconds[name], seconds[BASELINE_KEY + name])
         set_threads(settings.threads)
         for name in usable:
             timing = row.engine_latency.get((name, settings.threads))
@@ -406,19 +447,24 @@ def avg_pool_note(model: nn.Module, name: str, input_size: tuple[int, int]) -> s
 def measure_rows(models: list[str], sizes: list[tuple[int, int]], settings: SpeedSettings | None,
                  show_progress: bool = True) -> tuple[list[ComplexityRow], list[str]]:
     """Count (and, with `settings`, time) every model of `models` at every size of `sizes` (H, W), with tqdm
-    progress. Returns the rows and the report's notes (the avg_pool2d check, the weights used for timing)."""
+    progress; the settings' paired baseline is timed in every model's rounds. Returns the rows and the report's
+    notes (the avg_pool2d check, the weights used for timing)."""
     rows, notes = [], []
     bar = tqdm([(m, s) for m in models for s in sizes], desc="complexity", unit="model", disable=not show_progress)
-    for name, size in bar:
-        bar.set_postfix_str(f"{name} {size[0]}x{size[1]}: counting")
-        model = build_model(name, input_size=size).eval()
-        row = count_row(name, size, model)
-        if name in ("lite_hrnet_18", "lite_csw_hrnet") and size == (256, 192):
-            notes.append(avg_pool_note(model, name, size))
-        if settings is not None:
-            conditioned_random_weights(model, size)
-            measure_speed(row, model, settings, lambda stage: bar.set_postfix_str(f"{name} {size[0]}x{size[1]}: {stage}"))
-        rows.append(row)
+    with tempfile.TemporaryDirectory(prefix="baseline-") as folder:
+        baseline = PairedBaseline(settings.paired_baseline, folder) \
+            if settings is not None and settings.paired_baseline else None
+        for name, size in bar:
+            bar.set_postfix_str(f"{name} {size[0]}x{size[1]}: counting")
+            model = build_model(name, input_size=size).eval()
+            row = count_row(name, size, model)
+            if name in ("lite_hrnet_18", "lite_csw_hrnet") and size == (256, 192):
+                notes.append(avg_pool_note(model, name, size))
+            if settings is not None:
+                conditioned_random_weights(model, size)
+                measure_speed(row, model, settings,
+                              lambda stage: bar.set_postfix_str(f"{name} {size[0]}x{size[1]}: {stage}"), baseline)
+            rows.append(row)
     if settings is not None:
         notes.append("Timings use untrained networks whose weights were re-drawn at trained-network scale "
                      "(`workbench.speed.onnx_export.conditioned_random_weights`): the N(0, 0.001) initialisation "
