@@ -73,6 +73,7 @@ def test_a_paired_baseline_runs_in_the_same_rounds_and_gives_the_table_its_ratio
     for row in rows:
         measure_speed(row, tiny_pose_net(), settings, baseline=baseline)
     assert baseline.runner("eager", (64, 64), 1, "jit") is baseline.runner("eager", (64, 64), 1, "jit")
+    assert baseline.runner("eager", (64, 64), 2, "jit") is baseline.runner("eager", (64, 64), 1, "jit")
     ratio = rows[0].engine_ratio[("eager", 1)]
     assert ratio > 0 and rows[0].engine_latency[("eager", 1)].runs == 3
     _, lines = engine_table(rows[:1], threads=1)

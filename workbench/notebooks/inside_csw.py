@@ -473,8 +473,8 @@ def matched_reading(table: pd.DataFrame, split: str, rounds: int = ROUNDS) -> st
     if verdicts:
         with_claim, against = verdicts.count(1), verdicts.count(-1)
         lines += ["", f"**What this says about the claim.** If {names[1]}'s weights were learned inadequately in "
-                      f"the paper's sense, they would saturate more and depend less on the image than {names[0]}'s. Of the "
-                      f"{len(verdicts)} like-for-like comparisons above (saturation and share across images, per "
+                      f"the paper's sense, they would saturate more and depend less on the image than {names[0]}'s. "
+                      f"Of the {len(verdicts)} like-for-like comparisons above (saturation and share across images, per "
                       f"matched kind), {_goes(with_claim)} the way the claim predicts, {_goes(against)} the other "
                       f"way, and {len(verdicts) - with_claim - against} cannot be told apart on these crops."]
     return "\n".join(lines)

@@ -40,8 +40,8 @@ from workbench.speed.ncnn_export import NcnnRunner
 from workbench.speed.onnx_export import conditioned_random_weights, export_onnx
 from workbench.speed.engines import (COMPILED_VARIANT, CPU_ENGINES, CUDA_ENGINES, build_engine, engine_missing,
                                      engine_parity, peak_resident_bytes)
-from workbench.speed.latency import (Timing, interleaved_seconds, paired_ratio, peak_memory_bytes, set_threads, throughput,
-                                     time_cuda_events, time_interleaved)
+from workbench.speed.latency import (Timing, interleaved_seconds, paired_ratio, peak_memory_bytes, set_threads,
+                                     throughput, time_cuda_events, time_interleaved)
 from workbench.speed.published import row_convention
 
 Handle = Callable[[list[Any], list[Any]], int]
@@ -278,22 +278,33 @@ BASELINE_KEY = "paired baseline: "
 
 class PairedBaseline:
     """The baseline model's runners (`name` at each input size, weights re-drawn like every timed model's), built
-    once per input size, engine and thread count and kept for the next model; ncnn files go to `folder`."""
+    once per input size, engine and thread count and kept for the next model; one ONNX export, one compiled network
+    and one ncnn export per input size serve every thread count, as in `measure_speed`; ncnn files go to `folder`."""
 
     def __init__(self, name: str, folder: str | Path) -> None:
         self.name = name
         self.folder = Path(folder)
         self._models: dict[tuple[int, int], nn.Module] = {}
+        self._graphs: dict[tuple[int, int], Any] = {}
         self._runners: dict[tuple[tuple[int, int], str, int], Any] = {}
 
     def runner(self, engine: str, size: tuple[int, int], threads: int, variant: str) -> Any:
         """The baseline's runner on `engine` for batch-1 images of `size` (H, W) with `threads` CPU threads."""
-        key = (tuple(size), engine, threads)
-        if key not in self._runners:
-            if key[0] not in self._models:
-                self._models[key[0]] = conditioned_random_weights(build_model(self.name, input_size=size).eval(), size)
-            folder = self.folder / f"{size[0]}x{size[1]}_{engine}_{threads}"
-            self._runners[key] = build_engine(engine, self._models[key[0]], size, 1, threads, None, folder, variant)
+        size = tuple(size)
+        key = (size, engine, threads)
+        if key in self._runners:
+            return self._runners[key]
+        if size not in self._models:
+            self._models[size] = conditioned_random_weights(build_model(self.name, input_size=size).eval(), size)
+        built = next((r for (s, e, _), r in self._runners.items() if (s, e) == (size, engine)), None)
+        if built is not None and engine in ("eager", "compiled", "ncnn"):
+            # PyTorch follows set_threads; ncnn reloads its exported files with the new thread count
+            self._runners[key] = built if engine != "ncnn" else NcnnRunner(built.exported, threads)
+            return self._runners[key]
+        if engine in ("onnxruntime", "openvino") and size not in self._graphs:
+            self._graphs[size] = export_onnx(self._models[size], size)
+        self._runners[key] = build_engine(engine, self._models[size], size, 1, threads, self._graphs.get(size),
+                                          self.folder / f"{size[0]}x{size[1]}", variant)
         return self._runners[key]
 
 
@@ -468,5 +479,6 @@ def measure_rows(models: list[str], sizes: list[tuple[int, int]], settings: Spee
     if settings is not None:
         notes.append("Timings use untrained networks whose weights were re-drawn at trained-network scale "
                      "(`workbench.speed.onnx_export.conditioned_random_weights`): the N(0, 0.001) initialisation "
-                     "gives ~1e-18 activations and denormal slow paths, and speed does not otherwise depend on the values.")
+                     "gives ~1e-18 activations and denormal slow paths, and speed does not otherwise depend on the "
+                     "values.")
     return rows, notes
